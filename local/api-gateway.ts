@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { errorResponse } from '../shared/api.ts';
+import { type Family, isFamily } from '../shared/connector.ts';
+import { VendorError } from '../shared/errors.ts';
+import { decodeComponent, type Principals, parseQuery, verifySigV4 } from './sigv4.ts';
+
+export type ProxyHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+export interface ApiGatewayOptions {
+  readonly handlers: Readonly<Record<Family, ProxyHandler>>;
+  readonly principals: Principals;
+  readonly region: string;
+  /** The API owner's account, reported as `requestContext.accountId` (never used to authorize). */
+  readonly apiAccountId?: string;
+  readonly now?: () => number;
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+const ROUTE = /^\/tokens\/([^/]*)\/([^/]*)(\/refresh)?$/;
+
+function send(response: ServerResponse, result: APIGatewayProxyResult): void {
+  response.writeHead(result.statusCode, { ...(result.headers as Record<string, string> | undefined) });
+  response.end(result.body);
+}
+
+const refusal = (
+  status: number,
+  code: 'access_denied' | 'invalid_request',
+  description: string,
+): APIGatewayProxyResult => {
+  const result = errorResponse(new VendorError(code, description));
+  return { ...result, statusCode: status };
+};
+
+async function readBody(request: IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function lambdaContext(functionName: string, requestId: string): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    memoryLimitInMB: '256',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => 29_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/**
+ * API Gateway's REST API as local mode needs it: SigV4 verification of every request (403 on a missing, wrong
+ * or expired signature), the `/tokens/{family}/{connectorId}[/refresh]` routes, and the same v1 proxy event,
+ * with `requestContext.identity` filled from the principals file, passed to the same handler modules.
+ */
+export function createApiGateway(options: ApiGatewayOptions): Server {
+  const now = options.now ?? Date.now;
+  const apiAccountId = options.apiAccountId ?? '000000000000';
+
+  const handle = async (request: IncomingMessage): Promise<APIGatewayProxyResult> => {
+    const url = request.url ?? '/';
+    const queryStart = url.indexOf('?');
+    const rawPath = queryStart === -1 ? url : url.slice(0, queryStart);
+    const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
+    const body = await readBody(request);
+    if (body === undefined) return refusal(413, 'invalid_request', 'Request body too large.');
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+    }
+    const method = request.method ?? 'GET';
+    const verification = await verifySigV4(
+      { method, rawPath, rawQuery, headers, body },
+      options.principals,
+      options.region,
+      now(),
+    );
+    if (!verification.ok) return refusal(403, 'access_denied', verification.reason);
+
+    const route = ROUTE.exec(rawPath);
+    if (route === null) return refusal(rawPath.startsWith('/tokens/') ? 400 : 404, 'invalid_request', 'No such route.');
+    const [, rawFamily = '', rawConnectorId = '', refresh] = route;
+    const family = decodeComponent(rawFamily);
+    const connectorId = decodeComponent(rawConnectorId);
+    if (family === undefined || !isFamily(family))
+      return refusal(400, 'invalid_request', 'Unknown grant family in the path.');
+    if (connectorId === undefined || connectorId === '')
+      return refusal(400, 'invalid_request', 'Malformed connector ID.');
+    const expectedMethod = refresh === undefined ? 'GET' : 'POST';
+    if (method !== expectedMethod) return refusal(405, 'invalid_request', `Use ${expectedMethod} on this route.`);
+
+    // Verification already refused a query that does not decode.
+    const query = parseQuery(rawQuery) ?? {};
+    const hasQuery = Object.keys(query).length > 0;
+    const requestId = randomUUID();
+    const resource = `/tokens/${family}/{connectorId}${refresh ?? ''}`;
+    const event: APIGatewayProxyEvent = {
+      resource,
+      path: rawPath,
+      httpMethod: method,
+      headers,
+      multiValueHeaders: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, [value]])),
+      queryStringParameters: hasQuery
+        ? Object.fromEntries(Object.entries(query).map(([name, values]) => [name, values.at(-1)]))
+        : null,
+      multiValueQueryStringParameters: hasQuery ? query : null,
+      pathParameters: { connectorId },
+      stageVariables: null,
+      body: body === '' ? null : body,
+      isBase64Encoded: false,
+      requestContext: {
+        accountId: apiAccountId,
+        apiId: 'local',
+        authorizer: null,
+        protocol: 'HTTP/1.1',
+        httpMethod: method,
+        path: `/local${rawPath}`,
+        stage: 'local',
+        requestId,
+        requestTimeEpoch: now(),
+        resourceId: 'local',
+        resourcePath: resource,
+        identity: {
+          accessKey: verification.accessKeyId,
+          accountId: verification.principal.arn.split(':')[4] ?? null,
+          apiKey: null,
+          apiKeyId: null,
+          caller: verification.accessKeyId,
+          clientCert: null,
+          cognitoAuthenticationProvider: null,
+          cognitoAuthenticationType: null,
+          cognitoIdentityId: null,
+          cognitoIdentityPoolId: null,
+          principalOrgId: null,
+          sourceIp: request.socket.remoteAddress ?? '127.0.0.1',
+          user: verification.accessKeyId,
+          userAgent: headers['user-agent'] ?? null,
+          userArn: verification.principal.arn,
+        },
+      },
+    };
+    const handler = options.handlers[family];
+    return handler(event, lambdaContext(`token-vendor-${family}`, requestId));
+  };
+
+  return createServer((request, response) => {
+    handle(request)
+      .then((result) => send(response, result))
+      .catch(() => send(response, errorResponse(new VendorError('internal_error', 'The local gateway failed.'))));
+  });
+}
+
+export async function listen(server: Server, port: number, host = '127.0.0.1'): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}

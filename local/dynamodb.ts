@@ -1,0 +1,47 @@
+import {
+  CreateTableCommand,
+  type DynamoDBClient,
+  ResourceInUseException,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
+import dynalite from 'dynalite';
+import { TABLE_KEY } from '../shared/token-store-dynamodb.ts';
+import { listen } from './api-gateway.ts';
+
+export interface EmbeddedDynamoDB {
+  readonly endpoint: string;
+  close(): Promise<void>;
+}
+
+/** dynalite in memory on a free loopback port: DynamoDB's single-item API, for local mode and tests. */
+export async function startEmbeddedDynamoDB(): Promise<EmbeddedDynamoDB> {
+  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  const port = await listen(server, 0);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * Creates the token table when it is missing, as CDK would have; several local instances may race here, and
+ * the loser's ResourceInUseException is success. TTL is CDK's job (dynalite does not implement it).
+ */
+export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        AttributeDefinitions: [{ AttributeName: TABLE_KEY, AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: TABLE_KEY, KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException)) throw error;
+  }
+  await waitUntilTableExists({ client, minDelay: 1, maxDelay: 2, maxWaitTime: 60 }, { TableName: tableName });
+}

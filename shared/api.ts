@@ -1,0 +1,116 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy, { type MiddlewareObj } from '@middy/core';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { z } from 'zod';
+import type { Family } from './connector.ts';
+import { invalidRequest, toErrorBody, VendorError } from './errors.ts';
+import { errorFields } from './log.ts';
+import { type VendDeps, type VendRequest, vendToken } from './vend.ts';
+
+const BASE_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' } as const;
+
+export function jsonResponse(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): APIGatewayProxyResult {
+  return { statusCode, headers: { ...BASE_HEADERS, ...headers }, body: JSON.stringify(body) };
+}
+
+export function errorResponse(error: VendorError): APIGatewayProxyResult {
+  const retryAfter: Record<string, string> =
+    error.retryAfterSeconds === undefined ? {} : { 'retry-after': String(error.retryAfterSeconds) };
+  return jsonResponse(error.status, toErrorBody(error), retryAfter);
+}
+
+/** The parts of a REST API (v1) proxy event the vendor reads; validated like any other external input. */
+const eventSchema = z.object({
+  httpMethod: z.string(),
+  resource: z.string(),
+  pathParameters: z.object({ connectorId: z.string(), family: z.string().optional() }).loose(),
+  multiValueQueryStringParameters: z.record(z.string(), z.array(z.string()).optional()).nullable().optional(),
+  queryStringParameters: z.record(z.string(), z.string().optional()).nullable().optional(),
+  requestContext: z
+    .object({
+      identity: z
+        .object({ userArn: z.string().nullable().optional(), accountId: z.string().nullable().optional() })
+        .loose(),
+    })
+    .loose(),
+});
+
+const MAX_QUERY_LENGTH = 4096;
+
+function singleQueryValue(event: z.infer<typeof eventSchema>, name: string): string | undefined {
+  const values = event.multiValueQueryStringParameters?.[name];
+  if (values !== undefined && values.length > 1)
+    throw invalidRequest(`The query parameter ${name} was given more than once.`);
+  return values?.[0] ?? event.queryStringParameters?.[name];
+}
+
+/** Maps a REST proxy event to a vend request for the handler's family. */
+export function toVendRequest(family: Family, rawEvent: unknown): VendRequest {
+  const parsed = eventSchema.safeParse(rawEvent);
+  if (!parsed.success) throw invalidRequest('The request is not a token request.');
+  const event = parsed.data;
+  const queryLength = Object.entries(event.queryStringParameters ?? {}).reduce(
+    (total, [name, value]) => total + name.length + (value?.length ?? 0),
+    0,
+  );
+  if (queryLength > MAX_QUERY_LENGTH) throw invalidRequest('The query string is too long.');
+  const pathFamily = event.pathParameters.family ?? family;
+  if (pathFamily !== family) throw invalidRequest('Unknown grant family in the path.');
+  const { userArn, accountId } = event.requestContext.identity;
+  return {
+    family: pathFamily,
+    connectorId: event.pathParameters.connectorId,
+    scope: singleQueryValue(event, 'scope'),
+    minTtl: singleQueryValue(event, 'minTtl'),
+    // API Gateway's IAM authorizer fills the identity; without one there is nobody to authorize.
+    caller: { arn: userArn ?? '', accountId: accountId ?? '' },
+    force: event.httpMethod === 'POST' && event.resource.endsWith('/refresh'),
+  };
+}
+
+/**
+ * Maps every failure to the contract's error body (the pattern of middy's http-error-handler): a VendorError's
+ * description is safe to send; anything else becomes a generic 500 and is logged by name only.
+ */
+export function contractErrors(logger: Logger): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
+  return {
+    onError: async (request) => {
+      const { error } = request;
+      if (error instanceof VendorError) {
+        const log = error.status >= 500 ? logger.warn.bind(logger) : logger.info.bind(logger);
+        log('request refused', {
+          status: error.status,
+          error: error.code,
+          upstreamError: error.upstreamError,
+          ...causeFields(error),
+        });
+        request.response = errorResponse(error);
+        return;
+      }
+      logger.error('unexpected failure', errorFields(error));
+      request.response = errorResponse(new VendorError('internal_error', 'The token vendor failed unexpectedly.'));
+    },
+  };
+}
+
+function causeFields(error: VendorError): Record<string, unknown> {
+  return error.cause === undefined ? {} : { cause: errorFields(error.cause) };
+}
+
+/** One grant family's Lambda handler: logger context, contract errors, and one call into the use case. */
+export function createTokenHandler(family: Family, deps: VendDeps, logger: Logger) {
+  return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(contractErrors(logger))
+    .handler(async (event) => {
+      const request = toVendRequest(family, event);
+      logger.appendKeys({ connector: `${family}/${request.connectorId}`, caller: request.caller.arn });
+      const body = await vendToken(deps, request);
+      return jsonResponse(200, body);
+    });
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+
+const seconds = (fallback: number) =>
+  z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, { message: 'must be a number of seconds' })
+    .default(String(fallback))
+    .transform(Number);
+
+const configSchema = z.object({
+  TOKEN_VENDOR_TABLE: z.string().min(1).default('token-vendor-tokens'),
+  /** Set: connectors come from this folder and http loopback token URLs are allowed (local mode). */
+  TOKEN_VENDOR_CONNECTORS_DIR: z.string().min(1).optional(),
+  TOKEN_VENDOR_SECRET_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9/_+=.@-]+$/)
+    .default('token-vendor'),
+  TOKEN_VENDOR_FORCED_REFRESH_SECONDS: seconds(5),
+  TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: seconds(10),
+  TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: seconds(30),
+  TOKEN_VENDOR_LEASE_SECONDS: seconds(10),
+  TOKEN_VENDOR_WAIT_SECONDS: seconds(20),
+  TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: seconds(8),
+  TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: seconds(60),
+});
+
+export interface Config {
+  readonly tableName: string;
+  readonly connectorsDir: string | undefined;
+  readonly secretPrefix: string;
+  readonly forcedRefreshSpacingMs: number;
+  readonly memoryStalenessMs: number;
+  readonly secretMaxAgeSeconds: number;
+  readonly leaseMs: number;
+  readonly waitMs: number;
+  readonly attemptTimeoutMs: number;
+  readonly defaultMinTtlSeconds: number;
+}
+
+/**
+ * Reads the functions' settings once, at cold start, and refuses bad ones by name.
+ * @throws Error naming the first invalid variable
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const result = configSchema.safeParse(env);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new Error(`Invalid setting ${String(issue?.path[0] ?? '')}: ${issue?.message ?? 'invalid'}`);
+  }
+  const c = result.data;
+  return {
+    tableName: c.TOKEN_VENDOR_TABLE,
+    connectorsDir: c.TOKEN_VENDOR_CONNECTORS_DIR,
+    secretPrefix: c.TOKEN_VENDOR_SECRET_PREFIX,
+    forcedRefreshSpacingMs: c.TOKEN_VENDOR_FORCED_REFRESH_SECONDS * 1000,
+    memoryStalenessMs: c.TOKEN_VENDOR_MEMORY_STALENESS_SECONDS * 1000,
+    secretMaxAgeSeconds: c.TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS,
+    leaseMs: c.TOKEN_VENDOR_LEASE_SECONDS * 1000,
+    waitMs: c.TOKEN_VENDOR_WAIT_SECONDS * 1000,
+    attemptTimeoutMs: c.TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS * 1000,
+    defaultMinTtlSeconds: c.TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS,
+  };
+}

@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from './connector.ts';
+import { type ConnectorSource, withRefreshToken } from './connector-source.ts';
+import { VendorError } from './errors.ts';
+
+const isMissing = (error: unknown) =>
+  error instanceof Error && 'code' in error && (error.code === 'ENOENT' || error.code === 'ENOTDIR');
+
+/** Local mode: `<dir>/<family>/<connectorId>.json` (CONTRACT §4). */
+export class FileConnectorSource implements ConnectorSource {
+  readonly #dir: string;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  // The connector ID was validated against CONNECTOR_ID before it gets here, so it cannot leave the folder.
+  #path(ref: ConnectorRef): string {
+    return join(this.#dir, ref.family, `${ref.connectorId}.json`);
+  }
+
+  async read(ref: ConnectorRef): Promise<string | undefined> {
+    try {
+      return await readFile(this.#path(ref), 'utf8');
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw new VendorError('upstream_unavailable', 'The connector store could not be read.', { cause: error });
+    }
+  }
+
+  /** Write to a temporary file beside it, then rename: readers see the old or the new document, never half. */
+  async writeRefreshToken(ref: ConnectorRef, refreshToken: string): Promise<void> {
+    const path = this.#path(ref);
+    const text = await readFile(path, 'utf8');
+    const temporary = `${path}.${randomUUID()}.tmp`;
+    try {
+      await writeFile(temporary, withRefreshToken(text, refreshToken), { mode: 0o600, flush: true });
+      await rename(temporary, path);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
+    }
+  }
+
+  async list(): Promise<ConnectorRef[]> {
+    const refs: ConnectorRef[] = [];
+    for (const family of Object.keys(FAMILIES) as Family[]) {
+      let names: string[];
+      try {
+        names = await readdir(join(this.#dir, family));
+      } catch (error) {
+        if (isMissing(error)) continue;
+        throw error;
+      }
+      for (const name of names) {
+        const connectorId = name.endsWith('.json') ? name.slice(0, -'.json'.length) : '';
+        if (CONNECTOR_ID.test(connectorId)) refs.push({ family, connectorId });
+      }
+    }
+    return refs.sort((a, b) => `${a.family}/${a.connectorId}`.localeCompare(`${b.family}/${b.connectorId}`));
+  }
+}

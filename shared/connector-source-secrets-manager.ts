@@ -1,0 +1,105 @@
+import { createHash } from 'node:crypto';
+import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
+import {
+  ListSecretsCommand,
+  PutSecretValueCommand,
+  ResourceNotFoundException,
+  type SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import { CONNECTOR_ID, type ConnectorRef, isFamily } from './connector.ts';
+import { type ConnectorSource, withRefreshToken } from './connector-source.ts';
+import { VendorError } from './errors.ts';
+
+export interface SecretsManagerConnectorSourceOptions {
+  readonly client: SecretsManagerClient;
+  /** Secret names are `<prefix>/<family>/<connectorId>`. @default 'token-vendor' */
+  readonly prefix?: string;
+  /** Seconds a read document is reused before Secrets Manager is asked again. @default 30 */
+  readonly maxAgeSeconds?: number;
+}
+
+const storeUnavailable = (cause: unknown) =>
+  new VendorError('upstream_unavailable', 'The connector store (Secrets Manager) is unavailable; retry shortly.', {
+    cause,
+  });
+
+/** A ClientRequestToken derived from the token itself, so a retried write of the same token is idempotent. */
+export function clientRequestToken(refreshToken: string): string {
+  return createHash('sha256').update(refreshToken).digest('hex').slice(0, 64);
+}
+
+/** AWS: each connector is the secret string of `<prefix>/<family>/<connectorId>` (CONTRACT §2). */
+export class SecretsManagerConnectorSource implements ConnectorSource {
+  readonly #client: SecretsManagerClient;
+  readonly #provider: SecretsProvider;
+  readonly #prefix: string;
+  readonly #maxAge: number;
+
+  constructor(options: SecretsManagerConnectorSourceOptions) {
+    this.#client = options.client;
+    // Powertools' provider owns caching with a max age, so no request reads the secret once it is warm.
+    this.#provider = new SecretsProvider({ awsSdkV3Client: options.client });
+    this.#prefix = options.prefix ?? 'token-vendor';
+    this.#maxAge = options.maxAgeSeconds ?? 30;
+  }
+
+  #name(ref: ConnectorRef): string {
+    return `${this.#prefix}/${ref.family}/${ref.connectorId}`;
+  }
+
+  async read(ref: ConnectorRef, forceFetch = false): Promise<string | undefined> {
+    try {
+      const value = await this.#provider.get(this.#name(ref), { maxAge: this.#maxAge, forceFetch });
+      return typeof value === 'string' ? value : undefined;
+    } catch (error) {
+      const cause = error instanceof Error ? error.cause : undefined;
+      if (cause instanceof ResourceNotFoundException || error instanceof ResourceNotFoundException) return undefined;
+      throw storeUnavailable(error);
+    }
+  }
+
+  async writeRefreshToken(ref: ConnectorRef, refreshToken: string): Promise<void> {
+    // Rewrite from the newest version, never the cached one, so no other field is rolled back.
+    const text = await this.read(ref, true);
+    if (text === undefined) throw storeUnavailable(new Error('the connector secret no longer exists'));
+    try {
+      await this.#client.send(
+        new PutSecretValueCommand({
+          SecretId: this.#name(ref),
+          SecretString: withRefreshToken(text, refreshToken),
+          ClientRequestToken: clientRequestToken(refreshToken),
+        }),
+      );
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+    // Re-read on next use so the cache does not hand out the replaced refresh token.
+    this.#provider.clearCache();
+  }
+
+  async list(): Promise<ConnectorRef[]> {
+    const refs: ConnectorRef[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await this.#client
+        .send(
+          new ListSecretsCommand({
+            Filters: [{ Key: 'name', Values: [`${this.#prefix}/`] }],
+            MaxResults: 100,
+            ...(nextToken === undefined ? {} : { NextToken: nextToken }),
+          }),
+        )
+        .catch((error: unknown) => {
+          throw storeUnavailable(error);
+        });
+      for (const secret of page.SecretList ?? []) {
+        const [family, connectorId, ...rest] = (secret.Name ?? '').slice(this.#prefix.length + 1).split('/');
+        if (rest.length === 0 && family !== undefined && isFamily(family) && CONNECTOR_ID.test(connectorId ?? '')) {
+          refs.push({ family, connectorId: connectorId as string });
+        }
+      }
+      nextToken = page.NextToken;
+    } while (nextToken !== undefined);
+    return refs;
+  }
+}

@@ -1,0 +1,175 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { misconfigured } from './errors.ts';
+
+/** Path segment → `grantType` (CONTRACT §1). */
+export const FAMILIES = {
+  'client-credentials': 'client_credentials',
+  password: 'password',
+  'refresh-token': 'refresh_token',
+} as const;
+
+export type Family = keyof typeof FAMILIES;
+export type GrantType = (typeof FAMILIES)[Family];
+
+export const CONNECTOR_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function isFamily(value: string): value is Family {
+  return Object.hasOwn(FAMILIES, value);
+}
+
+/** A connector is addressed by its family and ID; `key` is the one string form used in every store. */
+export interface ConnectorRef {
+  readonly family: Family;
+  readonly connectorId: string;
+}
+
+export const refKey = (ref: ConnectorRef): string => `${ref.family}/${ref.connectorId}`;
+
+/** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+/** RFC 9110 §5.6.2 token, the only legal header name. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const ACCOUNT_ID = /^\d{12}$/;
+const PRINCIPAL_ARN = /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/-]+$/;
+
+export const isScopeToken = (token: string): boolean => SCOPE_TOKEN.test(token);
+
+/** Splits a space-separated scope string into its tokens. */
+export function splitScope(scope: string): string[] {
+  return scope.split(' ').filter((token) => token !== '');
+}
+
+const scopeString = z.string().refine((value) => splitScope(value).every(isScopeToken), {
+  message: 'must be space-separated scope tokens (RFC 6749 §3.3)',
+});
+const headerName = z.string().regex(HEADER_NAME, { message: 'must be a valid HTTP header name' });
+// Header values may not hold control characters (RFC 9110 §5.5); fetch would refuse them at send time.
+const headerValue = z.string().refine((value) => !/[\0\r\n]/.test(value), {
+  message: 'must not contain line breaks or NUL',
+});
+const principal = z.string().refine((value) => value === '*' || ACCOUNT_ID.test(value) || PRINCIPAL_ARN.test(value), {
+  message: 'each entry must be a 12-digit account ID, an IAM role or user ARN, or "*"',
+});
+
+const tokenUrl = z.string().refine(
+  (value) => {
+    if (!URL.canParse(value)) return false;
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '';
+  },
+  { message: 'must be an absolute http(s) URL without credentials' },
+);
+
+export const connectorSchema = z
+  .strictObject({
+    grantType: z.enum(['client_credentials', 'password', 'refresh_token']),
+    tokenUrl,
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1).optional(),
+    scope: scopeString.optional(),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    refreshToken: z.string().min(1).optional(),
+    clientAuthentication: z.enum(['basic', 'body']).optional(),
+    customGrantType: z.string().min(1).optional(),
+    additionalHeaders: z.record(headerName, headerValue).optional(),
+    additionalRequestData: z.record(z.string(), z.string()).optional(),
+    headerAuthKey: headerName.optional(),
+    headerAuthValuePattern: headerValue.optional(),
+    allowedPrincipals: z.array(principal).min(1),
+    prewarm: z.boolean().optional(),
+    defaultExpiresIn: z.number().int().positive().max(31_536_000).optional(),
+  })
+  .superRefine((doc, ctx) => {
+    if (doc.grantType === 'password') {
+      if (doc.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'is required' });
+      if (doc.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required' });
+    }
+    if (doc.grantType === 'refresh_token' && doc.refreshToken === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['refreshToken'], message: 'is required' });
+    }
+  });
+
+export type ConnectorDocument = z.infer<typeof connectorSchema>;
+
+/** A validated connector with what every use of it needs. */
+export interface Connector {
+  readonly ref: ConnectorRef;
+  readonly document: ConnectorDocument;
+  /** Fingerprint of the whole document: state tied to it (needs re-authorization) ends when it changes. */
+  readonly revision: string;
+  /**
+   * Fingerprint of the settings that shape a token request, without the refresh token the vendor itself
+   * rotates: cached tokens and the remembered auth method are valid while it stays the same.
+   */
+  readonly tokenRevision: string;
+}
+
+export const fingerprint = (value: string): string =>
+  createHash('sha256').update(value).digest('base64url').slice(0, 22);
+
+function tokenRevisionOf(document: ConnectorDocument): string {
+  const { refreshToken, allowedPrincipals, prewarm, headerAuthKey, headerAuthValuePattern, ...settings } = document;
+  return fingerprint(JSON.stringify(settings));
+}
+
+// Zod's own messages for some issue kinds quote the input; these never do.
+function describeIssue(issue: z.core.$ZodIssue): { field: string; problem: string } {
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0] ?? '';
+    return { field: [...issue.path, key].join('.'), problem: 'is not a known field' };
+  }
+  const field = issue.path.length === 0 ? '(document)' : issue.path.map(String).join('.');
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.input === undefined
+        ? { field, problem: 'is required' }
+        : { field, problem: `must be ${issue.expected === 'int' ? 'an integer' : `of type ${issue.expected}`}` };
+    case 'invalid_value':
+      return { field, problem: 'has a value that is not allowed' };
+    case 'too_small':
+      return { field, problem: issue.origin === 'array' ? 'must not be empty' : 'is too small or empty' };
+    case 'too_big':
+      return { field, problem: 'is too large' };
+    case 'invalid_key':
+      return { field, problem: 'has an invalid key' };
+    default:
+      return { field, problem: issue.message };
+  }
+}
+
+/**
+ * Validates a connector document (CONTRACT §2). Errors name the field and never its value.
+ * @throws VendorError `connector_misconfigured`
+ */
+export function parseConnector(ref: ConnectorRef, text: string): Connector {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw misconfigured('(document)', 'is not valid JSON');
+  }
+  const result = connectorSchema.safeParse(json);
+  if (!result.success) {
+    const first = result.error.issues[0];
+    const { field, problem } =
+      first === undefined ? { field: '(document)', problem: 'is invalid' } : describeIssue(first);
+    throw misconfigured(field, problem);
+  }
+  return { ref, document: result.data, revision: fingerprint(text), tokenRevision: tokenRevisionOf(result.data) };
+}
+
+/**
+ * Reads `allowedPrincipals` alone from a document that may be invalid otherwise, so that a caller who is not
+ * allowed gets 403 rather than learning the connector exists but is broken.
+ */
+export function peekAllowedPrincipals(text: string): string[] | undefined {
+  try {
+    const json: unknown = JSON.parse(text);
+    const parsed = z.object({ allowedPrincipals: z.array(z.string()) }).safeParse(json);
+    return parsed.success ? parsed.data.allowedPrincipals : undefined;
+  } catch {
+    return undefined;
+  }
+}

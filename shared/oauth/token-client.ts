@@ -1,0 +1,84 @@
+import type { ConnectorDocument } from '../connector.ts';
+import { VendorError } from '../errors.ts';
+import type { HttpClient } from '../http.ts';
+import type { ClientAuthMethod } from './client-auth.ts';
+import { buildTokenRequest } from './token-request.ts';
+import { processTokenResponse, type TokenSet } from './token-response.ts';
+
+export interface TokenClientDeps {
+  readonly http: HttpClient;
+  readonly now: () => number;
+  /** Per-attempt timeout in milliseconds. */
+  readonly attemptTimeoutMs: number;
+}
+
+export interface TokenGrant {
+  readonly scope: string | undefined;
+  readonly refreshToken?: string | undefined;
+  /** The method that worked last time for this connector, if known. */
+  readonly rememberedAuthMethod?: ClientAuthMethod | undefined;
+}
+
+export interface TokenResult {
+  readonly tokens: TokenSet;
+  /** The client authentication the server accepted, to remember for the next request. */
+  readonly authMethod: ClientAuthMethod;
+}
+
+const DEFAULT_EXPIRES_IN = 3600;
+
+/**
+ * The order in which to try client authentication. An explicit `clientAuthentication` is the only one tried;
+ * a public client (no secret) sends only its ID; otherwise the one that worked last goes first, then the other.
+ */
+export function authAttempts(document: ConnectorDocument, remembered?: ClientAuthMethod): ClientAuthMethod[] {
+  if (document.clientAuthentication !== undefined) return [document.clientAuthentication];
+  if (document.clientSecret === undefined) return ['none'];
+  return remembered === 'body' ? ['body', 'basic'] : ['basic', 'body'];
+}
+
+/** A 401, or `invalid_client` in any status, is the one refusal worth one more try with the other method. */
+function isClientAuthRefusal(error: unknown, status: number | undefined): boolean {
+  return error instanceof VendorError && (status === 401 || error.upstreamError === 'invalid_client');
+}
+
+async function send(deps: TokenClientDeps, document: ConnectorDocument, grant: TokenGrant, method: ClientAuthMethod) {
+  const request = buildTokenRequest(document, {
+    authMethod: method,
+    scope: grant.scope,
+    refreshToken: grant.refreshToken,
+  });
+  let response: Awaited<ReturnType<HttpClient>>;
+  try {
+    response = await deps.http({ ...request, signal: AbortSignal.timeout(deps.attemptTimeoutMs) });
+  } catch (cause) {
+    // Connection refused, reset, DNS failure or timeout: the message carries no request data.
+    throw new VendorError('upstream_unavailable', 'The token server could not be reached.', { cause });
+  }
+  return response;
+}
+
+/**
+ * Requests a token for the connector's grant, falling back from Basic to body authentication once when
+ * `clientAuthentication` is absent (CONTRACT §2).
+ */
+export async function requestToken(
+  deps: TokenClientDeps,
+  document: ConnectorDocument,
+  grant: TokenGrant,
+): Promise<TokenResult> {
+  const attempts = authAttempts(document, grant.rememberedAuthMethod);
+  let lastError: unknown;
+  for (const [index, method] of attempts.entries()) {
+    const response = await send(deps, document, grant, method);
+    try {
+      const tokens = processTokenResponse(response, document.defaultExpiresIn ?? DEFAULT_EXPIRES_IN, deps.now());
+      return { tokens, authMethod: method };
+    } catch (error) {
+      lastError = error;
+      const canFallBack = index < attempts.length - 1 && isClientAuthRefusal(error, response.status);
+      if (!canFallBack) throw error;
+    }
+  }
+  throw lastError;
+}

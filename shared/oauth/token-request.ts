@@ -1,0 +1,49 @@
+import type { ConnectorDocument } from '../connector.ts';
+import type { HttpRequest } from '../http.ts';
+import { applyClientAuth, type ClientAuthMethod } from './client-auth.ts';
+
+/** What a single token request needs beyond the connector document. */
+export interface TokenRequestOptions {
+  readonly authMethod: ClientAuthMethod;
+  /** Space-separated scope to ask for; undefined sends none. */
+  readonly scope: string | undefined;
+  /** The refresh token to use (the newest stored one), for the `refresh_token` grant. */
+  readonly refreshToken?: string | undefined;
+}
+
+const TEMPLATE = /\{\{(clientId|clientSecret|username|password)\}\}/g;
+
+/** Fills `{{clientId}}`, `{{clientSecret}}`, `{{username}}`, `{{password}}` (CONTRACT §2). */
+export function fillCredentialTemplate(template: string, document: ConnectorDocument): string {
+  return template.replace(TEMPLATE, (_match, name: 'clientId' | 'clientSecret' | 'username' | 'password') => {
+    return document[name] ?? '';
+  });
+}
+
+/**
+ * Builds the token request of the connector's grant (RFC 6749 §4.4.2, §4.3.2, §6): a form-urlencoded POST
+ * that asks for JSON.
+ */
+export function buildTokenRequest(document: ConnectorDocument, options: TokenRequestOptions): HttpRequest {
+  const form = new URLSearchParams({ grant_type: document.customGrantType ?? document.grantType });
+  if (document.grantType === 'password') {
+    form.set('username', document.username ?? '');
+    form.set('password', document.password ?? '');
+  } else if (document.grantType === 'refresh_token') {
+    form.set('refresh_token', options.refreshToken ?? document.refreshToken ?? '');
+  }
+  if (options.scope !== undefined && options.scope !== '') form.set('scope', options.scope);
+  for (const [name, value] of Object.entries(document.additionalRequestData ?? {})) {
+    form.set(name, fillCredentialTemplate(value, document));
+  }
+
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(document.additionalHeaders ?? {})) {
+    headers[name.toLowerCase()] = fillCredentialTemplate(value, document);
+  }
+  headers['content-type'] = 'application/x-www-form-urlencoded';
+  headers.accept = 'application/json';
+  applyClientAuth(options.authMethod, document, headers, form);
+
+  return { url: document.tokenUrl, method: 'POST', headers, body: form.toString() };
+}

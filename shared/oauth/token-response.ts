@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { VendorError } from '../errors.ts';
+import type { HttpResponse } from '../http.ts';
+
+/** What the vendor keeps of a successful token answer (RFC 6749 §5.1). */
+export interface TokenSet {
+  readonly accessToken: string;
+  /** `Bearer` whatever case the server used; other types as sent. */
+  readonly tokenType: string;
+  /** Seconds, after defaulting and clamping. */
+  readonly expiresIn: number;
+  readonly scope: string | undefined;
+  readonly refreshToken: string | undefined;
+}
+
+/** Shortest and longest lifetimes believed; outside them the server's number is absurd and is clamped. */
+export const MIN_EXPIRES_IN = 1;
+export const MAX_EXPIRES_IN = 365 * 24 * 3600;
+
+// RFC 6749 §5.2: error codes are drawn from %x20-21 / %x23-5B / %x5D-7E. Anything else is not echoed.
+const OAUTH_ERROR_CODE = /^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
+
+const errorAnswer = z.looseObject({ error: z.string() });
+
+// Lenient where real servers are sloppy: numeric strings, any token_type case, extra fields.
+const successAnswer = z.looseObject({
+  access_token: z.string().min(1),
+  token_type: z.string().min(1).optional().catch(undefined),
+  expires_in: z.union([z.number(), z.string()]).optional().catch(undefined),
+  scope: z.string().optional().catch(undefined),
+  refresh_token: z.string().min(1).optional().catch(undefined),
+});
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Seconds from `Retry-After` (delta-seconds or HTTP-date), when present and sane. */
+export function retryAfterSeconds(headers: Headers, now: number): number | undefined {
+  const value = headers.get('retry-after');
+  if (value === null) return undefined;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value.trim()) : (Date.parse(value) - now) / 1000;
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.ceil(seconds) : undefined;
+}
+
+function expiresInSeconds(value: number | string | undefined, fallback: number): number {
+  const seconds = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return fallback;
+  return Math.min(MAX_EXPIRES_IN, Math.max(MIN_EXPIRES_IN, Math.floor(seconds)));
+}
+
+/**
+ * Turns a token endpoint's answer into a {@link TokenSet}, or the contract's error.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.2
+ */
+export function processTokenResponse(response: HttpResponse, defaultExpiresIn: number, now: number): TokenSet {
+  const { status } = response;
+  if (status >= 500 || status === 429 || status === 408) {
+    const retryAfter = retryAfterSeconds(response.headers, now);
+    throw new VendorError('upstream_unavailable', `The token server answered HTTP ${status}.`, {
+      ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
+    });
+  }
+  const json = parseJson(response.text);
+  // An OAuth error, whatever the status: some servers send them with 200.
+  const oauthError = errorAnswer.safeParse(json);
+  if (oauthError.success) {
+    const code = oauthError.data.error;
+    throw new VendorError('upstream_rejected', `The token server refused the grant (HTTP ${status}).`, {
+      ...(OAUTH_ERROR_CODE.test(code) ? { upstreamError: code } : {}),
+    });
+  }
+  if (status < 200 || status >= 300) {
+    throw new VendorError('upstream_rejected', `The token server refused the request with HTTP ${status}.`);
+  }
+  if (json === undefined) {
+    throw new VendorError('upstream_invalid_response', 'The token server answered with something that is not JSON.');
+  }
+  const answer = successAnswer.safeParse(json);
+  if (!answer.success) {
+    throw new VendorError('upstream_invalid_response', 'The token server answer has no access_token.');
+  }
+  const tokenType = answer.data.token_type;
+  return {
+    accessToken: answer.data.access_token,
+    tokenType: tokenType === undefined || tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType,
+    expiresIn: expiresInSeconds(answer.data.expires_in, defaultExpiresIn),
+    // An empty scope says nothing; the caller then reports the scope it asked for.
+    scope: answer.data.scope === '' ? undefined : answer.data.scope,
+    refreshToken: answer.data.refresh_token,
+  };
+}

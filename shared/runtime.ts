@@ -1,0 +1,69 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { Config } from './config.ts';
+import type { ConnectorSource } from './connector-source.ts';
+import { FileConnectorSource } from './connector-source-file.ts';
+import { SecretsManagerConnectorSource } from './connector-source-secrets-manager.ts';
+import { fetchHttpClient, type HttpClient } from './http.ts';
+import type { Log } from './log.ts';
+import { TokenFetcher } from './token-fetcher.ts';
+import type { TokenStore } from './token-store.ts';
+import { DynamoDBTokenStore } from './token-store-dynamodb.ts';
+import { TokenMemory, type VendDeps } from './vend.ts';
+
+export interface RuntimeOverrides {
+  readonly source?: ConnectorSource;
+  readonly store?: TokenStore;
+  readonly http?: HttpClient;
+  readonly now?: () => number;
+}
+
+/**
+ * The composition root: builds the collaborators the use cases take, from validated configuration. Handler
+ * modules call it once per container; tests call it with real loopback servers behind the overrides.
+ */
+export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverrides = {}): VendDeps {
+  const source =
+    overrides.source ??
+    (config.connectorsDir !== undefined
+      ? new FileConnectorSource(config.connectorsDir)
+      : new SecretsManagerConnectorSource({
+          client: new SecretsManagerClient({}),
+          prefix: config.secretPrefix,
+          maxAgeSeconds: config.secretMaxAgeSeconds,
+        }));
+  // The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB when set (local mode, tests).
+  const store =
+    overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: new DynamoDBClient({}) });
+  const now = overrides.now ?? Date.now;
+  const fetcher = new TokenFetcher({
+    source,
+    store,
+    http: overrides.http ?? fetchHttpClient,
+    now,
+    random: Math.random,
+    sleep: (ms) => sleep(ms),
+    log,
+    settings: {
+      leaseMs: config.leaseMs,
+      waitMs: config.waitMs,
+      attemptTimeoutMs: config.attemptTimeoutMs,
+      defaultMinTtlMs: config.defaultMinTtlSeconds * 1000,
+    },
+  });
+  return {
+    source,
+    store,
+    fetcher,
+    now,
+    log,
+    memory: new TokenMemory(),
+    settings: {
+      allowLoopbackHttp: config.connectorsDir !== undefined,
+      forcedRefreshSpacingMs: config.forcedRefreshSpacingMs,
+      memoryStalenessMs: config.memoryStalenessMs,
+      defaultMinTtlSeconds: config.defaultMinTtlSeconds,
+    },
+  };
+}

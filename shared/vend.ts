@@ -1,0 +1,272 @@
+import {
+  CONNECTOR_ID,
+  type Connector,
+  type ConnectorRef,
+  FAMILIES,
+  isFamily,
+  isScopeToken,
+  parseConnector,
+  peekAllowedPrincipals,
+  refKey,
+  splitScope,
+} from './connector.ts';
+import type { ConnectorSource } from './connector-source.ts';
+import { accessDenied, invalidRequest, misconfigured, VendorError } from './errors.ts';
+import { errorFields, type Log } from './log.ts';
+import { type Caller, isAllowed } from './principals.ts';
+import type { TokenFetcher } from './token-fetcher.ts';
+import type { CachedToken, TokenStore } from './token-store.ts';
+
+/** What a caller asked for, as it arrived (validated here). */
+export interface VendRequest {
+  readonly family: string;
+  readonly connectorId: string;
+  readonly scope?: string | undefined;
+  readonly minTtl?: string | undefined;
+  readonly caller: Caller;
+  /** `POST …/refresh`: discard the cached token and fetch a new one. */
+  readonly force?: boolean;
+}
+
+/** The `200` body (CONTRACT §3). */
+export interface VendResponse {
+  readonly access_token: string;
+  readonly token_type: string;
+  readonly expires_in: number;
+  readonly expires_at: string;
+  readonly scope?: string;
+  readonly header: { readonly name: string; readonly value: string };
+}
+
+export interface VendSettings {
+  /** Local mode accepts `http://` token URLs on loopback hosts; AWS only `https://` (CONTRACT §4). */
+  readonly allowLoopbackHttp: boolean;
+  /** Minimum spacing of forced refreshes per connector; 0 turns the limit off. */
+  readonly forcedRefreshSpacingMs: number;
+  /** How long a token held in memory is served without looking at the table again. */
+  readonly memoryStalenessMs: number;
+  readonly defaultMinTtlSeconds: number;
+}
+
+export interface VendDeps {
+  readonly source: ConnectorSource;
+  readonly store: TokenStore;
+  readonly fetcher: TokenFetcher;
+  readonly now: () => number;
+  readonly log: Log;
+  readonly settings: VendSettings;
+  readonly memory: TokenMemory;
+}
+
+const MIN_TTL = /^\d{1,9}$/;
+const MAX_SCOPE_LENGTH = 4096;
+const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * Tokens this process has seen, served without a table read for at most `memoryStalenessMs` after they were
+ * last read from or written to the table: the bound on how long a token discarded elsewhere (a forced refresh
+ * in another container) can still be handed out here. Tokens never change in place, so that is the only staleness.
+ */
+export class TokenMemory {
+  readonly #entries = new Map<string, { token: CachedToken; seenAt: number }>();
+  readonly #maxEntries: number;
+
+  constructor(maxEntries = 1000) {
+    this.#maxEntries = maxEntries;
+  }
+
+  get(key: string, now: number, stalenessMs: number): CachedToken | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined || now - entry.seenAt > stalenessMs || entry.token.expiresAt <= now) return undefined;
+    return entry.token;
+  }
+
+  set(key: string, token: CachedToken, now: number): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, { token, seenAt: now });
+    // Map iteration is insertion order, so the first key is the least recently stored.
+    if (this.#entries.size > this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value as string);
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+}
+
+interface ValidRequest {
+  readonly ref: ConnectorRef;
+  readonly scopes: string[] | undefined;
+  readonly minTtlSeconds: number | undefined;
+}
+
+function validateRequest(request: VendRequest): ValidRequest {
+  if (!isFamily(request.family)) throw invalidRequest('Unknown grant family in the path.');
+  if (!CONNECTOR_ID.test(request.connectorId)) throw invalidRequest('Malformed connector ID.');
+  let scopes: string[] | undefined;
+  if (request.scope !== undefined) {
+    scopes = splitScope(request.scope);
+    if (request.scope.length > MAX_SCOPE_LENGTH || scopes.length === 0 || !scopes.every(isScopeToken)) {
+      throw invalidRequest('Malformed scope: expected space-separated scope tokens.');
+    }
+    scopes = [...new Set(scopes)].sort();
+  }
+  if (request.minTtl !== undefined && !MIN_TTL.test(request.minTtl)) {
+    throw invalidRequest('Malformed minTtl: expected a whole number of seconds.');
+  }
+  return {
+    ref: { family: request.family, connectorId: request.connectorId },
+    scopes,
+    minTtlSeconds: request.minTtl === undefined ? undefined : Number(request.minTtl),
+  };
+}
+
+function checkTokenUrl(connector: Connector, allowLoopbackHttp: boolean): void {
+  const url = new URL(connector.document.tokenUrl);
+  if (url.protocol === 'https:') return;
+  if (!(allowLoopbackHttp && LOOPBACK_HOSTS.test(url.hostname))) {
+    throw misconfigured(
+      'tokenUrl',
+      allowLoopbackHttp ? 'must use https (http only for loopback hosts)' : 'must use https',
+    );
+  }
+}
+
+/**
+ * Which scope set a request is for: its cache key suffix and the scope to send. Asking for exactly the
+ * connector's scope is the same as asking for none.
+ */
+function resolveScope(connector: Connector, scopes: string[] | undefined): { key: string; scope: string | undefined } {
+  const configured = connector.document.scope;
+  if (scopes === undefined) return { key: '', scope: configured };
+  const allowed = new Set(splitScope(configured ?? ''));
+  if (!scopes.every((scope) => allowed.has(scope))) {
+    throw invalidRequest("The requested scope is not a subset of the connector's scope.");
+  }
+  return scopes.length === allowed.size
+    ? { key: '', scope: configured }
+    : { key: scopes.join(' '), scope: scopes.join(' ') };
+}
+
+export async function loadAuthorizedConnector(deps: Pick<VendDeps, 'source'>, ref: ConnectorRef, caller: Caller) {
+  const text = await deps.source.read(ref);
+  if (text === undefined) throw accessDenied();
+  // Decide access before validating the rest, so that a stranger cannot tell a broken connector from none.
+  const principals = peekAllowedPrincipals(text);
+  if (principals !== undefined && !isAllowed(principals, caller)) throw accessDenied();
+  const connector = parseConnector(ref, text);
+  if (
+    connector.document.grantType !== FAMILIES[ref.family] ||
+    !isAllowed(connector.document.allowedPrincipals, caller)
+  ) {
+    throw accessDenied();
+  }
+  return connector;
+}
+
+/** A token serves a caller while it has minTtl left; minTtl counts as at most half the token's lifetime. */
+export function servesFor(token: CachedToken, minTtlSeconds: number, now: number): boolean {
+  const needed = Math.min(minTtlSeconds * 1000, (token.expiresAt - token.issuedAt) / 2);
+  return token.expiresAt - now >= needed;
+}
+
+export function toVendResponse(connector: Connector, token: CachedToken, now: number): VendResponse {
+  const pattern = connector.document.headerAuthValuePattern ?? '{{token_type}} {{access_token}}';
+  return {
+    access_token: token.accessToken,
+    token_type: token.tokenType,
+    expires_in: Math.max(0, Math.floor((token.expiresAt - now) / 1000)),
+    expires_at: new Date(token.expiresAt).toISOString(),
+    ...(token.scope === undefined ? {} : { scope: token.scope }),
+    header: {
+      name: connector.document.headerAuthKey ?? 'Authorization',
+      value: pattern.replaceAll('{{access_token}}', token.accessToken).replaceAll('{{token_type}}', token.tokenType),
+    },
+  };
+}
+
+/**
+ * The vending use case (CONTRACT §3): validate, authorize, then serve from memory, from the table, or from one
+ * fetch shared by every process; refresh ahead of expiry in the background.
+ */
+export async function vendToken(deps: VendDeps, request: VendRequest): Promise<VendResponse> {
+  const { ref, scopes, minTtlSeconds } = validateRequest(request);
+  const connector = await loadAuthorizedConnector(deps, ref, request.caller);
+  checkTokenUrl(connector, deps.settings.allowLoopbackHttp);
+  const { key, scope } = resolveScope(connector, scopes);
+  const tokenKey = `${refKey(ref)}#${key}`;
+  const minTtl = minTtlSeconds ?? deps.settings.defaultMinTtlSeconds;
+  const serves = (token: CachedToken) =>
+    token.tokenRevision === connector.tokenRevision && servesFor(token, minTtl, deps.now());
+  const target = { connector, tokenKey, scope };
+
+  if (request.force === true) {
+    const token = await forceRefresh(deps, target, serves);
+    return toVendResponse(connector, token, deps.now());
+  }
+
+  const remembered = deps.memory.get(tokenKey, deps.now(), deps.settings.memoryStalenessMs);
+  if (remembered !== undefined && serves(remembered)) {
+    refreshAheadIfDue(deps, target, remembered);
+    return toVendResponse(connector, remembered, deps.now());
+  }
+  const stored = await deps.store.getToken(tokenKey, deps.now());
+  if (stored !== undefined && serves(stored)) {
+    deps.memory.set(tokenKey, stored, deps.now());
+    refreshAheadIfDue(deps, target, stored);
+    return toVendResponse(connector, stored, deps.now());
+  }
+  const fetched = await deps.fetcher.fetch(target, { accept: serves });
+  if (fetched === undefined) throw new VendorError('internal_error', 'No token was obtained.');
+  deps.memory.set(tokenKey, fetched, deps.now());
+  return toVendResponse(connector, fetched, deps.now());
+}
+
+async function forceRefresh(
+  deps: VendDeps,
+  target: { connector: Connector; tokenKey: string; scope: string | undefined },
+  serves: (token: CachedToken) => boolean,
+): Promise<CachedToken> {
+  const connectorKey = refKey(target.connector.ref);
+  const spacing = deps.settings.forcedRefreshSpacingMs;
+  if (spacing > 0) {
+    const waitMs = await deps.store.takeForcedRefreshSlot(connectorKey, deps.now(), spacing);
+    if (waitMs !== undefined) {
+      const seconds = Math.ceil(waitMs / 1000);
+      throw new VendorError(
+        'rate_limited',
+        `Forced refresh of this connector was asked too often; retry in ${seconds} s.`,
+        {
+          retryAfterSeconds: seconds,
+        },
+      );
+    }
+  }
+  // Discard first: if the new fetch fails, the old token is not served again.
+  const discardedAt = deps.now();
+  deps.memory.delete(target.tokenKey);
+  await deps.store.deleteToken(target.tokenKey);
+  const token = await deps.fetcher.fetch(target, { accept: serves, issuedAfter: discardedAt });
+  if (token === undefined) throw new VendorError('internal_error', 'No token was obtained.');
+  deps.memory.set(target.tokenKey, token, deps.now());
+  return token;
+}
+
+/** Past its refresh point, a served token triggers one background refresh; callers never wait on it. */
+function refreshAheadIfDue(
+  deps: VendDeps,
+  target: { connector: Connector; tokenKey: string; scope: string | undefined },
+  token: CachedToken,
+): void {
+  if (deps.now() < token.refreshAt) return;
+  deps.fetcher
+    .fetch(target, { accept: (candidate) => candidate.refreshAt > deps.now(), background: true })
+    .then((fresh) => {
+      if (fresh !== undefined) deps.memory.set(target.tokenKey, fresh, deps.now());
+    })
+    .catch((error: unknown) => {
+      deps.log.warn('refresh ahead failed; the cached token is still served', {
+        connector: refKey(target.connector.ref),
+        ...errorFields(error),
+      });
+    });
+}
