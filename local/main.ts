@@ -18,7 +18,7 @@ export const DEV_PRINCIPAL = {
 
 const principalsSchema = z.record(
   z.string().min(1),
-  z.strictObject({ secretAccessKey: z.string().min(1), arn: z.string().min(1) }),
+  z.object({ secretAccessKey: z.string().min(1), arn: z.string().regex(/^arn:aws[a-z-]*:(iam|sts)::\d{12}:/) }),
 );
 
 const settingsSchema = z.object({

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
+import { loadConfig } from '../../shared/config.ts';
+import type { Family } from '../../shared/connector.ts';
+import type { ConnectorSource } from '../../shared/connector-source.ts';
+import type { HttpClient } from '../../shared/http.ts';
+import type { Log } from '../../shared/log.ts';
+import { createVendDeps } from '../../shared/runtime.ts';
+import type { TokenStore } from '../../shared/token-store.ts';
+import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
+import { type VendDeps, type VendRequest, type VendResponse, vendToken } from '../../shared/vend.ts';
+
+/** A caller allowed by the connectors the harness writes. */
+export const CALLER = { arn: 'arn:aws:sts::111122223333:assumed-role/workload/session-1', accountId: '111122223333' };
+export const CALLER_ROLE = 'arn:aws:iam::111122223333:role/workload';
+
+export const localCredentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+/** Log lines kept in memory, so tests can look for secrets in them. */
+export class CapturedLog implements Log {
+  readonly lines: string[] = [];
+  debug = (message: string, ...extra: Record<string, unknown>[]) => this.#push('DEBUG', message, extra);
+  info = (message: string, ...extra: Record<string, unknown>[]) => this.#push('INFO', message, extra);
+  warn = (message: string, ...extra: Record<string, unknown>[]) => this.#push('WARN', message, extra);
+  error = (message: string, ...extra: Record<string, unknown>[]) => this.#push('ERROR', message, extra);
+  #push(level: string, message: string, extra: Record<string, unknown>[]) {
+    this.lines.push(JSON.stringify({ level, message, ...Object.assign({}, ...extra) }));
+  }
+}
+
+export function dynamoClient(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: localCredentials });
+}
+
+export interface Harness {
+  readonly dynamo: EmbeddedDynamoDB;
+  readonly connectorsDir: string;
+  readonly tableName: string;
+  readonly store: TokenStore;
+  /** Writes `<dir>/<family>/<id>.json`. */
+  writeConnector(family: Family, connectorId: string, document: object | string): Promise<void>;
+  readConnector(family: Family, connectorId: string): Promise<Record<string, unknown>>;
+  /** A vendor "process": its own memory and lease owner, sharing the table and folder. */
+  vendor(overrides?: VendorOverrides): Vendor;
+  close(): Promise<void>;
+}
+
+export interface VendorOverrides {
+  readonly env?: Record<string, string>;
+  readonly http?: HttpClient;
+  readonly now?: () => number;
+  readonly log?: Log;
+  readonly source?: ConnectorSource;
+}
+
+export interface Vendor {
+  readonly deps: VendDeps;
+  readonly log: CapturedLog | Log;
+  vend(family: Family | string, connectorId: string, extra?: Partial<VendRequest>): Promise<VendResponse>;
+}
+
+/** dynalite, a fresh table and a connectors folder; each `vendor()` is one container's worth of state. */
+export async function startHarness(): Promise<Harness> {
+  const dynamo = await startEmbeddedDynamoDB();
+  const tableName = `tokens-${randomUUID()}`;
+  const client = dynamoClient(dynamo.endpoint);
+  await ensureTable(client, tableName);
+  const connectorsDir = await mkdtemp(join(tmpdir(), 'token-vendor-test-'));
+  const store = new DynamoDBTokenStore({ tableName, client });
+
+  return {
+    dynamo,
+    connectorsDir,
+    tableName,
+    store,
+    async writeConnector(family, connectorId, document) {
+      await mkdir(join(connectorsDir, family), { recursive: true });
+      const text = typeof document === 'string' ? document : JSON.stringify(document, null, 2);
+      await writeFile(join(connectorsDir, family, `${connectorId}.json`), text);
+    },
+    async readConnector(family, connectorId) {
+      return JSON.parse(await readFile(join(connectorsDir, family, `${connectorId}.json`), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+    },
+    vendor(overrides = {}) {
+      const log = overrides.log ?? new CapturedLog();
+      const config = loadConfig({
+        TOKEN_VENDOR_TABLE: tableName,
+        TOKEN_VENDOR_CONNECTORS_DIR: connectorsDir,
+        ...overrides.env,
+      });
+      const deps = createVendDeps(config, log, {
+        store: new DynamoDBTokenStore({ tableName, client }),
+        ...(overrides.http === undefined ? {} : { http: overrides.http }),
+        ...(overrides.now === undefined ? {} : { now: overrides.now }),
+        ...(overrides.source === undefined ? {} : { source: overrides.source }),
+      });
+      return {
+        deps,
+        log,
+        vend: (family, connectorId, extra = {}) => vendToken(deps, { family, connectorId, caller: CALLER, ...extra }),
+      };
+    },
+    async close() {
+      client.destroy();
+      await dynamo.close();
+      await rm(connectorsDir, { recursive: true, force: true });
+    },
+  };
+}

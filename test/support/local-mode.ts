@@ -1,0 +1,93 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { resolve } from 'node:path';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const TSX = resolve(ROOT, 'node_modules', '.bin', 'tsx');
+
+export interface LocalMode {
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** Everything the process printed so far. */
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Starts `local/main.ts` (what `npm start` runs) as a child process on a free port and resolves once it prints
+ * its listening line; every test stops what it starts.
+ */
+export async function startLocalMode(env: Record<string, string>, cwd = ROOT): Promise<LocalMode> {
+  const child = spawn(TSX, [resolve(ROOT, 'local', 'main.ts')], {
+    cwd,
+    env: { ...process.env, PORT: '0', TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match?.[1] !== undefined) resolveUrl(match[1]);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) =>
+      reject(new Error(`local mode exited with ${String(code)} before listening:\n${output}`)),
+    );
+  });
+  return {
+    url,
+    child,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export interface SigningIdentity {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly region?: string;
+}
+
+/** Sends a SigV4-signed request (service execute-api), as a workload's AWS SDK would. */
+export async function signedFetch(
+  url: string,
+  identity: SigningIdentity,
+  options: { method?: 'GET' | 'POST'; signingDate?: Date; service?: string } = {},
+): Promise<Response> {
+  const target = new URL(url);
+  const query: Record<string, string> = {};
+  for (const [name, value] of target.searchParams) query[name] = value;
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: identity.accessKeyId, secretAccessKey: identity.secretAccessKey },
+    region: identity.region ?? 'us-east-1',
+    service: options.service ?? 'execute-api',
+    sha256: Sha256,
+  });
+  const signed = await signer.sign(
+    new HttpRequest({
+      method: options.method ?? 'GET',
+      protocol: target.protocol,
+      hostname: target.hostname,
+      port: Number(target.port),
+      path: target.pathname,
+      query,
+      headers: { host: target.host },
+    }),
+    options.signingDate === undefined ? {} : { signingDate: options.signingDate },
+  );
+  const search = new URLSearchParams(query).toString().replaceAll('+', '%20');
+  return fetch(`${target.origin}${target.pathname}${search === '' ? '' : `?${search}`}`, {
+    method: options.method ?? 'GET',
+    headers: signed.headers,
+  });
+}
