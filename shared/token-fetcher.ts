@@ -60,6 +60,11 @@ export class TokenFetcher {
   readonly #owner: string;
   /** In-process single flight: concurrent callers in one process share one lease wait. */
   readonly #inFlight = new Map<string, Promise<CachedToken | undefined>>();
+  /**
+   * Rotated refresh tokens that neither the table nor the connector store took (both down): the last copy is here,
+   * and it is used and written again by the next refresh in this process.
+   */
+  readonly #unsaved = new Map<string, { refreshToken: string; replaces: string }>();
 
   constructor(deps: FetcherDeps) {
     this.#deps = deps;
@@ -161,23 +166,37 @@ export class TokenFetcher {
     if (isRefreshGrant && refreshToken !== undefined && result.tokens.refreshToken !== undefined) {
       await this.#storeRotatedRefreshToken(connector, lease, refreshToken, result.tokens.refreshToken);
     }
+    // From here on the server has answered: a store failure must not cost the caller the token.
     if (state.authMethod !== result.authMethod || state.authRevision !== connector.tokenRevision) {
-      await store.rememberAuthMethod(connectorKey, result.authMethod, connector.tokenRevision);
+      await this.#bestEffort('remember auth method', connectorKey, () =>
+        store.rememberAuthMethod(connectorKey, result.authMethod, connector.tokenRevision),
+      );
     }
     const token = toCachedToken(result.tokens, target, issuedAt, this.#deps);
-    const stored = await store.putToken(target.tokenKey, token, lease.fence);
-    if (!stored) this.#deps.log.warn('a newer holder stored a token first', { connector: connectorKey });
+    const stored = await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
+    if (stored === false) this.#deps.log.warn('a newer holder stored a token first', { connector: connectorKey });
     return token;
+  }
+
+  async #bestEffort<T>(what: string, connectorKey: string, write: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await write();
+    } catch (error) {
+      this.#deps.log.error(`${what} failed after the token server answered`, { connector: connectorKey, ...errorFields(error) });
+      return undefined;
+    }
   }
 
   /**
    * The refresh token to use: the document's, unless the journal holds a newer one the document has not caught
    * up with (a crash or failed write after rotation), in which case that write is completed first.
    */
-  async #newestRefreshToken(connector: Connector, journal: RefreshTokenJournalView | undefined): Promise<string> {
+  async #newestRefreshToken(connector: Connector, stored: RefreshTokenJournalView | undefined): Promise<string> {
     const documentToken = connector.document.refreshToken ?? '';
-    if (journal === undefined) return documentToken;
     const connectorKey = refKey(connector.ref);
+    const unsaved = this.#unsaved.get(connectorKey);
+    const journal = unsaved === undefined ? stored : { ...unsaved, written: false };
+    if (journal === undefined) return documentToken;
     if (journal.refreshToken === documentToken) {
       if (!journal.written) await this.#deps.store.markJournalWritten(connectorKey, documentToken);
       return documentToken;
@@ -191,29 +210,37 @@ export class TokenFetcher {
   async #storeRotatedRefreshToken(connector: Connector, lease: Lease, used: string, issued: string): Promise<void> {
     if (issued === used) return;
     const connectorKey = refKey(connector.ref);
+    const entry = { refreshToken: issued, replaces: fingerprint(used) };
     // Durable first, in the table, under the lease; only then the slower secret write, which may be retried.
-    const journaled = await this.#deps.store.journalRefreshToken(connectorKey, lease, {
-      refreshToken: issued,
-      replaces: fingerprint(used),
-    });
-    if (!journaled)
+    const journaled = await this.#bestEffort('journal refresh token', connectorKey, () =>
+      this.#deps.store.journalRefreshToken(connectorKey, lease, entry),
+    );
+    if (journaled === false) {
       this.#deps.log.error('refresh token journal refused: a newer holder exists', { connector: connectorKey });
-    await this.#writeRefreshToken(connector, issued);
+    }
+    const written = await this.#writeRefreshToken(connector, issued);
+    if (journaled !== true && !written) this.#unsaved.set(connectorKey, entry);
   }
 
-  async #writeRefreshToken(connector: Connector, refreshToken: string): Promise<void> {
+  /** Writes the refresh token into the connector document; false (and logged) when the store refused. */
+  async #writeRefreshToken(connector: Connector, refreshToken: string): Promise<boolean> {
     const connectorKey = refKey(connector.ref);
     try {
       await this.#deps.source.writeRefreshToken(connector.ref, refreshToken);
-      await this.#deps.store.markJournalWritten(connectorKey, refreshToken);
-      this.#deps.log.info('rotated refresh token stored', { connector: connectorKey });
     } catch (error) {
       // The journal keeps the token; the next refresh or scheduled run completes the write.
       this.#deps.log.error('refresh token write to the connector store failed; will retry', {
         connector: connectorKey,
         ...errorFields(error),
       });
+      return false;
     }
+    this.#unsaved.delete(connectorKey);
+    await this.#bestEffort('mark journal written', connectorKey, () =>
+      this.#deps.store.markJournalWritten(connectorKey, refreshToken),
+    );
+    this.#deps.log.info('rotated refresh token stored', { connector: connectorKey });
+    return true;
   }
 
   async #recordFailure(connector: Connector, error: unknown, isRefreshGrant: boolean): Promise<void> {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { loadConfig } from '../../shared/config.ts';
 import type { Family } from '../../shared/connector.ts';
@@ -36,6 +36,27 @@ export function dynamoClient(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: localCredentials });
 }
 
+/** Which DynamoDB calls fail: given the SDK command name (`PutItemCommand`, …) and its input. */
+export type FaultRule = (commandName: string, input: Record<string, unknown>) => boolean;
+
+/**
+ * A DynamoDB client whose matching calls fail with DynamoDB's own throttling exception, injected through the
+ * SDK's middleware stack (its extension point), so the adapter's real error handling runs.
+ */
+export function faultyDynamoClient(endpoint: string, rule: { current: FaultRule }): DynamoDBClient {
+  const client = dynamoClient(endpoint);
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (rule.current(context.commandName ?? '', args.input as Record<string, unknown>)) {
+        throw new ProvisionedThroughputExceededException({ message: 'injected throttling', $metadata: {} });
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'injectFaults' },
+  );
+  return client;
+}
+
 export interface Harness {
   readonly dynamo: EmbeddedDynamoDB;
   readonly connectorsDir: string;
@@ -55,6 +76,7 @@ export interface VendorOverrides {
   readonly now?: () => number;
   readonly log?: Log;
   readonly source?: ConnectorSource;
+  readonly store?: TokenStore;
 }
 
 export interface Vendor {
@@ -96,7 +118,7 @@ export async function startHarness(): Promise<Harness> {
         ...overrides.env,
       });
       const deps = createVendDeps(config, log, {
-        store: new DynamoDBTokenStore({ tableName, client }),
+        store: overrides.store ?? new DynamoDBTokenStore({ tableName, client }),
         ...(overrides.http === undefined ? {} : { http: overrides.http }),
         ...(overrides.now === undefined ? {} : { now: overrides.now }),
         ...(overrides.source === undefined ? {} : { source: overrides.source }),
