@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { parseConnector } from '../../shared/connector.ts';
+import { rotateConnectors } from '../../shared/rotate.ts';
+import type { CachedToken } from '../../shared/token-store.ts';
+import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
+import { CALLER_ROLE, dynamoClient, type Harness, startHarness } from '../support/harness.ts';
+import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
+
+/** The real DynamoDB store, counting token reads. */
+class CountingStore extends DynamoDBTokenStore {
+  reads = 0;
+  override async getToken(key: string, now: number): Promise<CachedToken | undefined> {
+    this.reads += 1;
+    return super.getToken(key, now);
+  }
+}
+
+/** A clock the test moves; everything the vendor decides by time reads it. */
+function manualClock(start = Date.now()) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+describe('Caching and refresh ahead', () => {
+  let server: ScriptedServer;
+  let harness: Harness;
+  let store: CountingStore;
+
+  beforeAll(async () => {
+    server = await startScriptedServer(() => tokenAnswer({ expires_in: 100 }));
+    harness = await startHarness();
+    store = new CountingStore({ tableName: harness.tableName, client: dynamoClient(harness.dynamo.endpoint) });
+    const document = (extra: object = {}) => ({
+      grantType: 'client_credentials',
+      tokenUrl: server.url,
+      clientId: 'c',
+      clientSecret: 's',
+      allowedPrincipals: [CALLER_ROLE],
+      ...extra,
+    });
+    await harness.writeConnector('client-credentials', 'memory', document());
+    await harness.writeConnector('client-credentials', 'ahead', document());
+    await harness.writeConnector('client-credentials', 'warm', document({ prewarm: true }));
+    await harness.writeConnector('client-credentials', 'cold', document());
+    await harness.writeConnector('client-credentials', 'invalid', { ...document(), surprise: 1 });
+    await harness.writeConnector('refresh-token', 'kept', {
+      ...document(),
+      grantType: 'refresh_token',
+      refreshToken: 'rt-1',
+    });
+  });
+  afterAll(async () => {
+    await harness.close();
+    await server.close();
+  });
+
+  it('answers a warm container from memory without reading the table, for a bounded time', async () => {
+    // Prepare
+    const clock = manualClock();
+    const vendor = harness.vendor({ store, now: clock.now });
+    const first = await vendor.vend('client-credentials', 'memory');
+    const readsAfterFirst = store.reads;
+
+    // Act
+    const fromMemory = await vendor.vend('client-credentials', 'memory');
+    const readsWhileWarm = store.reads - readsAfterFirst;
+    clock.advance(11_000);
+    const afterStaleness = await vendor.vend('client-credentials', 'memory');
+
+    // Assess
+    expect(fromMemory.access_token).toBe(first.access_token);
+    expect(readsWhileWarm).toBe(0);
+    expect(afterStaleness.access_token).toBe(first.access_token);
+    expect(store.reads - readsAfterFirst).toBe(1);
+  });
+
+  it('refreshes ahead of expiry in the background while callers keep the still-valid token', async () => {
+    // Prepare
+    const clock = manualClock();
+    const vendor = harness.vendor({ now: clock.now });
+    const first = await vendor.vend('client-credentials', 'ahead');
+    const requestsAfterFirst = server.requests.length;
+
+    // Act: past the refresh point (at most 80% of the 50 s the token serves a 60 s minTtl), not past serving.
+    clock.advance(45_000);
+    const stillServed = await vendor.vend('client-credentials', 'ahead');
+    await vi.waitFor(async () => {
+      expect((await harness.store.getToken('client-credentials/ahead#', clock.now()))?.accessToken).not.toBe(
+        first.access_token,
+      );
+    });
+    const refreshed = await vendor.vend('client-credentials', 'ahead');
+
+    // Assess
+    expect(stillServed.access_token).toBe(first.access_token);
+    expect(server.requests.length - requestsAfterFirst).toBe(1);
+    expect(refreshed.access_token).not.toBe(first.access_token);
+    expect(refreshed.expires_in).toBe(100);
+  });
+
+  it('keeps refresh-token and prewarm connectors fresh on schedule, and one bad connector stops none', async () => {
+    // Prepare
+    const vendor = harness.vendor();
+
+    // Act
+    const report = await rotateConnectors(vendor.deps);
+    const again = await rotateConnectors(vendor.deps);
+
+    // Assess
+    const cached = async (key: string) => (await harness.store.getToken(key, Date.now()))?.accessToken;
+    expect(await cached('client-credentials/warm#')).toBeDefined();
+    expect(await cached('refresh-token/kept#')).toBeDefined();
+    expect(await cached('client-credentials/cold#')).toBeUndefined();
+    expect(report).toEqual({ connectors: 6, refreshed: 2, failed: 1 });
+    expect(again).toEqual({ connectors: 6, refreshed: 0, failed: 1 });
+  });
+
+  it('takes the shared lease for a background refresh, so it never races a vend', async () => {
+    // Prepare: another holder has the connector's lease.
+    const vendor = harness.vendor();
+    const text = JSON.stringify({
+      grantType: 'client_credentials',
+      tokenUrl: server.url,
+      clientId: 'c',
+      clientSecret: 's',
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    const connector = parseConnector({ family: 'client-credentials', connectorId: 'leased' }, text);
+    const lease = await harness.store.acquireLease('client-credentials/leased', 'someone-else', Date.now(), 60_000);
+    const requestsBefore = server.requests.length;
+
+    // Act
+    const background = await vendor.deps.fetcher.fetch(
+      { connector, tokenKey: 'client-credentials/leased#', scope: undefined },
+      { accept: () => true, background: true },
+    );
+
+    // Assess
+    expect(lease).toBeDefined();
+    expect(background).toBeUndefined();
+    expect(server.requests.length).toBe(requestsBefore);
+  });
+});
