@@ -24,12 +24,21 @@ export interface DemoAuthServerOptions {
   readonly accessTokenLifetime?: number;
   /** 0 picks a free port. */
   readonly port?: number;
+  /**
+   * Seconds a used refresh token keeps working after rotation, as Okta and Auth0 allow; 0 (the default) makes
+   * every refresh token single-use.
+   */
+  readonly refreshTokenReuseGraceSeconds?: number;
+  /** Milliseconds to wait before answering, to model a slow server. */
+  readonly delayMs?: number;
 }
 
 export interface DemoAuthServer {
   readonly tokenUrl: string;
   /** Token requests answered so far, successful or not. */
   tokenRequests(): number;
+  /** Refresh tokens presented after they were used up (outside any grace period). */
+  rejectedReuses(): number;
   /** Issues a refresh token for a client and user, as an authorization flow would have. */
   issueRefreshToken(clientId: string, username: string): string;
   close(): Promise<void>;
@@ -44,6 +53,10 @@ const random = () => randomBytes(24).toString('base64url');
 export async function startDemoAuthServer(options: DemoAuthServerOptions): Promise<DemoAuthServer> {
   const accessTokens = new Map<string, Token>();
   const refreshTokens = new Map<string, RefreshToken>();
+  /** When each rotated-away refresh token was used, for the grace period. */
+  const usedAt = new Map<string, number>();
+  const graceMs = (options.refreshTokenReuseGraceSeconds ?? 0) * 1000;
+  let rejectedReuses = 0;
   const clients = new Map(options.clients.map((client) => [client.id, client]));
   const users = options.users ?? {};
   const toClient = (client: DemoClient): Client => ({ id: client.id, grants: [...client.grants] });
@@ -75,10 +88,17 @@ export async function startDemoAuthServer(options: DemoAuthServerOptions): Promi
       return accessTokens.get(accessToken) ?? false;
     },
     async getRefreshToken(refreshToken: string): Promise<RefreshToken | Falsey> {
+      const used = usedAt.get(refreshToken);
+      if (used !== undefined && Date.now() - used > graceMs) {
+        rejectedReuses += 1;
+        return false;
+      }
       return refreshTokens.get(refreshToken) ?? false;
     },
     async revokeToken(token: RefreshToken): Promise<boolean> {
-      return refreshTokens.delete(token.refreshToken);
+      if (graceMs === 0) return refreshTokens.delete(token.refreshToken);
+      if (!usedAt.has(token.refreshToken)) usedAt.set(token.refreshToken, Date.now());
+      return true;
     },
   };
 
@@ -91,7 +111,7 @@ export async function startDemoAuthServer(options: DemoAuthServerOptions): Promi
   let requests = 0;
   const server: Server = createServer((incoming, outgoing) => {
     requests += 1;
-    handleToken(oauth, incoming)
+    handleToken(oauth, incoming, options.delayMs ?? 0)
       .then(({ status, headers, body }) => {
         outgoing.writeHead(status, { ...headers, 'content-type': 'application/json', 'cache-control': 'no-store' });
         outgoing.end(JSON.stringify(body));
@@ -106,6 +126,7 @@ export async function startDemoAuthServer(options: DemoAuthServerOptions): Promi
   return {
     tokenUrl: `http://127.0.0.1:${port}/oauth/token`,
     tokenRequests: () => requests,
+    rejectedReuses: () => rejectedReuses,
     issueRefreshToken(clientId, username) {
       const client = clients.get(clientId);
       if (client === undefined) throw new Error(`unknown demo client ${clientId}`);
@@ -146,9 +167,10 @@ function decodeBasicCredentials(header: string | undefined): string | undefined 
   }
 }
 
-async function handleToken(oauth: OAuth2Server, incoming: IncomingMessage) {
+async function handleToken(oauth: OAuth2Server, incoming: IncomingMessage, delayMs: number) {
   const chunks: Buffer[] = [];
   for await (const chunk of incoming) chunks.push(chunk as Buffer);
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
   const body = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
   const headers = { ...incoming.headers } as Record<string, string>;
   const authorization = decodeBasicCredentials(headers.authorization);

@@ -47,9 +47,9 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
     return `${this.#prefix}/${ref.family}/${ref.connectorId}`;
   }
 
-  async read(ref: ConnectorRef, forceFetch = false): Promise<string | undefined> {
+  async read(ref: ConnectorRef, options: { readonly fresh?: boolean } = {}): Promise<string | undefined> {
     try {
-      const value = await this.#provider.get(this.#name(ref), { maxAge: this.#maxAge, forceFetch });
+      const value = await this.#provider.get(this.#name(ref), { maxAge: this.#maxAge, forceFetch: options.fresh === true });
       return typeof value === 'string' ? value : undefined;
     } catch (error) {
       const cause = error instanceof Error ? error.cause : undefined;
@@ -60,7 +60,7 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
 
   async writeRefreshToken(ref: ConnectorRef, refreshToken: string): Promise<void> {
     // Rewrite from the newest version, never the cached one, so no other field is rolled back.
-    const text = await this.read(ref, true);
+    const text = await this.read(ref, { fresh: true });
     if (text === undefined) throw storeUnavailable(new Error('the connector secret no longer exists'));
     try {
       await this.#client.send(

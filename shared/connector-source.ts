@@ -5,8 +5,11 @@ import type { ConnectorRef } from './connector.ts';
  * stores raw text; validation happens once, in {@link parseConnector}.
  */
 export interface ConnectorSource {
-  /** The document's text, or undefined when there is no such connector. */
-  read(ref: ConnectorRef): Promise<string | undefined>;
+  /**
+   * The document's text, or undefined when there is no such connector. `fresh` skips any cache: the refresh
+   * grant reads the newest refresh token under the lease.
+   */
+  read(ref: ConnectorRef, options?: { readonly fresh?: boolean }): Promise<string | undefined>;
   /**
    * Rewrites the document's `refreshToken` durably (atomic file replace, or a new secret version that is
    * idempotent for the same token).

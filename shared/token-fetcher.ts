@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Connector, fingerprint, refKey } from './connector.ts';
+import { type Connector, fingerprint, parseConnector, refKey } from './connector.ts';
 import type { ConnectorSource } from './connector-source.ts';
 import { VendorError } from './errors.ts';
 import type { HttpClient } from './http.ts';
@@ -125,13 +125,13 @@ export class TokenFetcher {
     started: number,
   ): Promise<CachedToken> {
     const { store, now } = this.#deps;
-    const { connector } = target;
-    const connectorKey = refKey(connector.ref);
+    const connectorKey = refKey(target.connector.ref);
     // Another holder may have finished between our last read and taking the lease.
     const existing = await store.getToken(target.tokenKey, now());
     if (acceptable(existing)) return existing;
 
     const state = await store.getState(connectorKey);
+    const connector = await this.#currentConnector(target.connector);
     if (
       state.failure !== undefined &&
       state.failure.at >= started &&
@@ -185,6 +185,17 @@ export class TokenFetcher {
       this.#deps.log.error(`${what} failed after the token server answered`, { connector: connectorKey, ...errorFields(error) });
       return undefined;
     }
+  }
+
+  /**
+   * For a refresh grant, the document as it is now, under the lease: the copy read before waiting may be several
+   * rotations old, and its refresh token long used up. Other grants keep the copy they have.
+   */
+  async #currentConnector(connector: Connector): Promise<Connector> {
+    if (connector.document.grantType !== 'refresh_token') return connector;
+    const text = await this.#deps.source.read(connector.ref, { fresh: true });
+    if (text === undefined) throw new VendorError('access_denied', 'The connector no longer exists.');
+    return parseConnector(connector.ref, text);
   }
 
   /**

@@ -1,9 +1,12 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
-import { type LocalMode, signedFetch, startLocalMode } from '../support/local-mode.ts';
+import {
+  type LocalFixture,
+  type LocalMode,
+  prepareLocalFixture,
+  signedFetch,
+  startLocalMode,
+} from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 const CALLER = {
@@ -15,7 +18,7 @@ const CALLER = {
 describe('Single flight across containers', () => {
   let oidc: OidcServer;
   let dynamo: EmbeddedDynamoDB;
-  let dir: string;
+  let fixture: LocalFixture;
   let processes: LocalMode[] = [];
 
   beforeAll(async () => {
@@ -33,34 +36,28 @@ describe('Single flight across containers', () => {
       delayMs: 300,
     });
     dynamo = await startEmbeddedDynamoDB();
-    dir = await mkdtemp(join(tmpdir(), 'token-vendor-stampede-'));
-    await mkdir(join(dir, 'connectors', 'client-credentials'), { recursive: true });
-    await writeFile(
-      join(dir, 'connectors', 'client-credentials', 'hot.json'),
-      JSON.stringify({
-        grantType: 'client_credentials',
-        tokenUrl: oidc.tokenUrl,
-        clientId: 'stampede',
-        clientSecret: 'stampede-secret',
-        scope: 'read',
-        allowedPrincipals: ['111122223333'],
-      }),
+    fixture = await prepareLocalFixture(
+      {
+        'client-credentials/hot': {
+          grantType: 'client_credentials',
+          tokenUrl: oidc.tokenUrl,
+          clientId: 'stampede',
+          clientSecret: 'stampede-secret',
+          scope: 'read',
+          allowedPrincipals: ['111122223333'],
+        },
+      },
+      { CALLER },
+      dynamo.endpoint,
     );
-    await writeFile(join(dir, 'principals.json'), JSON.stringify({ [CALLER.accessKeyId]: CALLER }));
-    const env = {
-      TOKEN_VENDOR_CONNECTORS_DIR: join(dir, 'connectors'),
-      TOKEN_VENDOR_LOCAL_PRINCIPALS: join(dir, 'principals.json'),
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      AWS_ACCESS_KEY_ID: 'local',
-      AWS_SECRET_ACCESS_KEY: 'local',
-    };
+    const env = fixture.env;
     processes = await Promise.all([1, 2, 3, 4].map(() => startLocalMode(env)));
   }, 60_000);
   afterAll(async () => {
     await Promise.all(processes.map((process) => process.stop()));
     await dynamo?.close();
     await oidc?.close();
-    await rm(dir, { recursive: true, force: true });
+    await fixture?.cleanup();
   });
 
   it('answers 200 concurrent cold vends through 4 processes with exactly one token request', async () => {

@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { resolve } from 'node:path';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -90,4 +92,48 @@ export async function signedFetch(
     method: options.method ?? 'GET',
     headers: signed.headers,
   });
+}
+
+export interface LocalFixture {
+  readonly dir: string;
+  readonly connectorsDir: string;
+  /** The environment that points a local-mode process at this fixture (and at `dynamoEndpoint`, if given). */
+  readonly env: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A folder with connector documents (`{ 'client-credentials/crm': {…} }`) and a principals file, ready for one
+ * or several local-mode processes.
+ */
+export async function prepareLocalFixture(
+  connectors: Record<string, object>,
+  principals: Record<string, { accessKeyId: string; secretAccessKey: string; arn: string }>,
+  dynamoEndpoint?: string,
+): Promise<LocalFixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'token-vendor-local-'));
+  const connectorsDir = join(dir, 'connectors');
+  for (const [path, document] of Object.entries(connectors)) {
+    await mkdir(dirname(join(connectorsDir, path)), { recursive: true });
+    await writeFile(join(connectorsDir, `${path}.json`), JSON.stringify(document, null, 2));
+  }
+  const principalsFile = join(dir, 'principals.json');
+  await writeFile(
+    principalsFile,
+    JSON.stringify(
+      Object.fromEntries(Object.values(principals).map((principal) => [principal.accessKeyId, principal])),
+    ),
+  );
+  return {
+    dir,
+    connectorsDir,
+    env: {
+      TOKEN_VENDOR_CONNECTORS_DIR: connectorsDir,
+      TOKEN_VENDOR_LOCAL_PRINCIPALS: principalsFile,
+      ...(dynamoEndpoint === undefined
+        ? {}
+        : { AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' }),
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 }

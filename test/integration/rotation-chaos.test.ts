@@ -1,0 +1,167 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DemoAuthServer, startDemoAuthServer } from '../../local/demo-auth-server.ts';
+import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
+import {
+  type LocalFixture,
+  type LocalMode,
+  prepareLocalFixture,
+  signedFetch,
+  startLocalMode,
+} from '../support/local-mode.ts';
+import { type OidcServer, startOidcServer } from '../support/oidc.ts';
+
+const CALLER = {
+  accessKeyId: 'AKIACHAOS',
+  secretAccessKey: 'chaos-secret',
+  arn: 'arn:aws:iam::111122223333:user/chaos',
+};
+
+/** Sends requests from `workers` loops until `deadline`, recording every status. */
+async function hammer(urls: readonly string[], deadline: number, method: 'GET' | 'POST' = 'GET'): Promise<number[]> {
+  const statuses: number[] = [];
+  await Promise.all(
+    urls.map(async (url) => {
+      while (Date.now() < deadline) {
+        const response = await signedFetch(url, CALLER, { method });
+        await response.arrayBuffer();
+        statuses.push(response.status);
+      }
+    }),
+  );
+  return statuses;
+}
+
+describe('Refresh-token rotation under load', () => {
+  let oidc: OidcServer;
+  let dynamo: EmbeddedDynamoDB;
+  let fixture: LocalFixture;
+  let processes: LocalMode[] = [];
+
+  beforeAll(async () => {
+    oidc = await startOidcServer({
+      clients: [
+        {
+          client_id: 'chain',
+          client_secret: 'chain-secret',
+          token_endpoint_auth_method: 'client_secret_basic',
+          grant_types: ['refresh_token'],
+        },
+      ],
+      accessTokenTtl: 4,
+    });
+    dynamo = await startEmbeddedDynamoDB();
+    fixture = await prepareLocalFixture(
+      {
+        'refresh-token/chain': {
+          grantType: 'refresh_token',
+          tokenUrl: oidc.tokenUrl,
+          clientId: 'chain',
+          clientSecret: 'chain-secret',
+          refreshToken: await oidc.issueRefreshToken('chain'),
+          allowedPrincipals: ['111122223333'],
+        },
+      },
+      { CALLER },
+      dynamo.endpoint,
+    );
+    // Three "containers", each also running the scheduled function every second.
+    const env = { ...fixture.env, TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '1', TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0' };
+    processes = await Promise.all([1, 2, 3].map(() => startLocalMode(env)));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(processes.map((process) => process.stop()));
+    await dynamo?.close();
+    await oidc?.close();
+    await fixture?.cleanup();
+  });
+
+  it('serves every vend and never reuses a refresh token while 4-second tokens rotate for 15 s', async () => {
+    // Act: steady vends from every process, plus forced refreshes from one.
+    const deadline = Date.now() + 15_000;
+    const urls = processes.flatMap((process) => [1, 2].map(() => `${process.url}/tokens/refresh-token/chain`));
+    const [vends, forced] = await Promise.all([
+      hammer(urls, deadline),
+      hammer([`${processes[0]?.url}/tokens/refresh-token/chain/refresh`], deadline, 'POST'),
+    ]);
+
+    // Assess
+    expect(vends.length).toBeGreaterThan(100);
+    expect(vends.filter((status) => status !== 200)).toEqual([]);
+    expect(forced.filter((status) => status !== 200)).toEqual([]);
+    expect(oidc.reuses()).toBe(0);
+    expect(oidc.errors()).toEqual([]);
+    // Rotations happened: far more than one token per 4 s lifetime came from forced refreshes.
+    expect(oidc.tokenRequests()).toBeGreaterThan(10);
+  }, 60_000);
+});
+
+describe('Crash safety: kill -9 during rotations', () => {
+  let server: DemoAuthServer;
+  let dynamo: EmbeddedDynamoDB;
+  let fixture: LocalFixture;
+
+  beforeAll(async () => {
+    // Like Okta and Auth0: a used refresh token keeps working for a short grace period.
+    server = await startDemoAuthServer({
+      clients: [{ id: 'crash', secret: 'crash-secret', grants: ['refresh_token'] }],
+      refreshTokenReuseGraceSeconds: 60,
+      delayMs: 100,
+    });
+    dynamo = await startEmbeddedDynamoDB();
+    fixture = await prepareLocalFixture(
+      {
+        'refresh-token/crash': {
+          grantType: 'refresh_token',
+          tokenUrl: server.tokenUrl,
+          clientId: 'crash',
+          clientSecret: 'crash-secret',
+          refreshToken: server.issueRefreshToken('crash', 'user-1'),
+          allowedPrincipals: ['111122223333'],
+        },
+      },
+      { CALLER },
+      dynamo.endpoint,
+    );
+  });
+  afterAll(async () => {
+    await dynamo?.close();
+    await server?.close();
+    await fixture?.cleanup();
+  });
+
+  it('keeps the chain alive through repeated kill -9 at random moments', async () => {
+    // Prepare: a short lease so a killed holder blocks the next process only briefly.
+    const env = {
+      ...fixture.env,
+      TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0',
+      TOKEN_VENDOR_LEASE_SECONDS: '1',
+      TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '0.8',
+    };
+    const path = join(fixture.connectorsDir, 'refresh-token', 'crash.json');
+
+    // Act
+    for (let round = 0; round < 4; round += 1) {
+      const victim = await startLocalMode(env);
+      const url = `${victim.url}/tokens/refresh-token/crash/refresh`;
+      const load = hammer([url, url], Date.now() + 5_000, 'POST').catch(() => []);
+      await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 500));
+      await victim.stop('SIGKILL');
+      await load;
+      // The document is never torn: the atomic rename leaves the old or the new one.
+      const document = JSON.parse(await readFile(path, 'utf8')) as { refreshToken?: unknown };
+      expect(typeof document.refreshToken).toBe('string');
+    }
+    const survivor = await startLocalMode(env);
+    const final = await signedFetch(`${survivor.url}/tokens/refresh-token/crash/refresh`, CALLER, { method: 'POST' });
+    const body = (await final.json()) as { access_token?: string };
+    await survivor.stop();
+
+    // Assess
+    expect(final.status).toBe(200);
+    expect(body.access_token).toBeTruthy();
+    expect(server.rejectedReuses()).toBe(0);
+    expect(server.tokenRequests()).toBeGreaterThan(4);
+  }, 90_000);
+});
