@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../shared/config.ts';
+
+describe('Function: loadConfig', () => {
+  it('applies the defaults to an empty environment', () => {
+    // Act
+    const config = loadConfig({});
+
+    // Assess
+    expect(config).toEqual({
+      tableName: 'token-vendor-tokens',
+      connectorsDir: undefined,
+      secretPrefix: 'token-vendor',
+      forcedRefreshSpacingMs: 5_000,
+      memoryStalenessMs: 10_000,
+      secretMaxAgeSeconds: 30,
+      leaseMs: 10_000,
+      waitMs: 20_000,
+      attemptTimeoutMs: 8_000,
+      defaultMinTtlSeconds: 60,
+    });
+  });
+
+  it('reads every setting given', () => {
+    // Act
+    const config = loadConfig({
+      TOKEN_VENDOR_TABLE: 'tokens-prod',
+      TOKEN_VENDOR_CONNECTORS_DIR: '/srv/connectors',
+      TOKEN_VENDOR_SECRET_PREFIX: 'vendor/prod',
+      TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0',
+      TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: '2.5',
+      TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: '45',
+      TOKEN_VENDOR_LEASE_SECONDS: '12',
+      TOKEN_VENDOR_WAIT_SECONDS: '25',
+      TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '4',
+      TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: '120',
+    });
+
+    // Assess
+    expect(config).toEqual({
+      tableName: 'tokens-prod',
+      connectorsDir: '/srv/connectors',
+      secretPrefix: 'vendor/prod',
+      forcedRefreshSpacingMs: 0,
+      memoryStalenessMs: 2_500,
+      secretMaxAgeSeconds: 45,
+      leaseMs: 12_000,
+      waitMs: 25_000,
+      attemptTimeoutMs: 4_000,
+      defaultMinTtlSeconds: 120,
+    });
+  });
+
+  it('ignores unrelated variables', () => {
+    // Act
+    const config = loadConfig({ PATH: '/usr/bin', AWS_REGION: 'eu-west-1', TOKEN_VENDOR_TABLE: 't' });
+
+    // Assess
+    expect(config.tableName).toBe('t');
+  });
+
+  it.each([
+    ['TOKEN_VENDOR_FORCED_REFRESH_SECONDS', 'five'],
+    ['TOKEN_VENDOR_LEASE_SECONDS', '-1'],
+    ['TOKEN_VENDOR_WAIT_SECONDS', ''],
+    ['TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS', '8s'],
+    ['TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS', '1e3'],
+    ['TOKEN_VENDOR_TABLE', ''],
+    ['TOKEN_VENDOR_SECRET_PREFIX', 'bad prefix!'],
+    ['TOKEN_VENDOR_CONNECTORS_DIR', ''],
+  ])('refuses %s=%j and names it', (name, value) => {
+    // Act
+    const load = () => loadConfig({ [name]: value });
+
+    // Assess
+    expect(load).toThrow(new RegExp(`^Invalid setting ${name}:`));
+  });
+});

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { redactSecrets } from '../../shared/logger.ts';
+
+describe('Function: redactSecrets', () => {
+  it.each([
+    'clientSecret',
+    'client_secret',
+    'password',
+    'Password',
+    'passwd',
+    'refreshToken',
+    'refresh_token',
+    'accessToken',
+    'access_token',
+    'authorization',
+    'Authorization',
+    'credentials',
+    'cookie',
+    'set-cookie',
+    'x-amz-signature',
+    'idToken',
+  ])('redacts the string under %s', (key) => {
+    // Act
+    const value = redactSecrets(key, 'the-secret-value');
+
+    // Assess
+    expect(value).toBe('[redacted]');
+  });
+
+  it.each([
+    'tokenUrl',
+    'tokenKey',
+    'tokenType',
+    'token_type',
+    'tokenRevision',
+    'connector',
+    'error',
+    'upstreamError',
+    'status',
+  ])('keeps the value under %s', (key) => {
+    // Act
+    const value = redactSecrets(key, 'https://idp.example.com/token');
+
+    // Assess
+    expect(value).toBe('https://idp.example.com/token');
+  });
+
+  it('redacts at any depth when used as a JSON replacer', () => {
+    // Prepare
+    const record = {
+      message: 'token fetched',
+      tokenUrl: 'https://idp.example.com/token',
+      connector: 'client-credentials/demo',
+      request: { headers: { authorization: 'Basic Y2xpZW50OnNlY3JldA==' }, form: { client_secret: 'shh-1' } },
+      answer: { access_token: 'at-2', refresh_token: 'rt-3', expires_in: 3600 },
+    };
+
+    // Act
+    const line = JSON.stringify(record, redactSecrets);
+
+    // Assess
+    expect(line).not.toContain('Y2xpZW50OnNlY3JldA==');
+    expect(line).not.toContain('shh-1');
+    expect(line).not.toContain('at-2');
+    expect(line).not.toContain('rt-3');
+    expect(JSON.parse(line)).toMatchObject({
+      tokenUrl: 'https://idp.example.com/token',
+      connector: 'client-credentials/demo',
+      answer: { expires_in: 3600 },
+    });
+  });
+
+  it('passes non-string values through for the replacer to descend into', () => {
+    // Prepare
+    const nested = { value: 'x' };
+
+    // Act
+    const result = redactSecrets('credentials', nested);
+
+    // Assess
+    expect(result).toBe(nested);
+  });
+});

@@ -1,0 +1,173 @@
+import { describe, expect, it } from 'vitest';
+import type { ConnectorDocument } from '../../shared/connector.ts';
+import { VendorError } from '../../shared/errors.ts';
+import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/http.ts';
+import { authAttempts, requestToken } from '../../shared/oauth/token-client.ts';
+
+const confidential: ConnectorDocument = {
+  grantType: 'client_credentials',
+  tokenUrl: 'https://idp.example.com/token',
+  clientId: 'client',
+  clientSecret: 'secret',
+  allowedPrincipals: ['*'],
+};
+const { clientSecret: _omitted, ...publicClient } = confidential;
+
+describe('Function: authAttempts', () => {
+  it.each(['basic', 'body'] as const)('tries only an explicit clientAuthentication %s', (method) => {
+    // Act
+    const attempts = authAttempts(
+      { ...confidential, clientAuthentication: method },
+      method === 'basic' ? 'body' : 'basic',
+    );
+
+    // Assess
+    expect(attempts).toEqual([method]);
+  });
+
+  it('sends only the client ID for a public client', () => {
+    // Act
+    const attempts = authAttempts(publicClient, 'basic');
+
+    // Assess
+    expect(attempts).toEqual(['none']);
+  });
+
+  it('tries Basic, then body, when nothing is remembered', () => {
+    // Act
+    const attempts = authAttempts(confidential);
+
+    // Assess
+    expect(attempts).toEqual(['basic', 'body']);
+  });
+
+  it('tries Basic first when Basic is remembered', () => {
+    // Act
+    const attempts = authAttempts(confidential, 'basic');
+
+    // Assess
+    expect(attempts).toEqual(['basic', 'body']);
+  });
+
+  it('tries body first when body is remembered', () => {
+    // Act
+    const attempts = authAttempts(confidential, 'body');
+
+    // Assess
+    expect(attempts).toEqual(['body', 'basic']);
+  });
+});
+
+describe('Function: requestToken', () => {
+  const json = (status: number, body: unknown): HttpResponse => ({
+    status,
+    headers: new Headers({ 'content-type': 'application/json' }),
+    text: JSON.stringify(body),
+  });
+
+  /** An in-memory token endpoint that answers each request in turn and records what it got. */
+  function scripted(...answers: HttpResponse[]): { http: HttpClient; requests: HttpRequest[] } {
+    const requests: HttpRequest[] = [];
+    const http: HttpClient = async (request) => {
+      requests.push(request);
+      const answer = answers.shift();
+      if (answer === undefined) throw new Error('unexpected extra request');
+      return answer;
+    };
+    return { http, requests };
+  }
+
+  const deps = (http: HttpClient) => ({ http, now: () => 0, attemptTimeoutMs: 1000 });
+  const usedBody = (request: HttpRequest | undefined) => new URLSearchParams(request?.body).has('client_secret');
+
+  it('falls back from Basic to body once on invalid_client and reports the method that worked', async () => {
+    // Prepare
+    const { http, requests } = scripted(json(401, { error: 'invalid_client' }), json(200, { access_token: 'at' }));
+
+    // Act
+    const result = await requestToken(deps(http), confidential, { scope: undefined });
+
+    // Assess
+    expect(requests).toHaveLength(2);
+    expect(requests[0]?.headers.authorization).toMatch(/^Basic /);
+    expect(usedBody(requests[1])).toBe(true);
+    expect(result.authMethod).toBe('body');
+    expect(result.tokens.accessToken).toBe('at');
+  });
+
+  it('falls back on a bare 401 without an OAuth error body', async () => {
+    // Prepare
+    const { http, requests } = scripted(
+      { status: 401, headers: new Headers(), text: 'Unauthorized' },
+      json(200, { access_token: 'at' }),
+    );
+
+    // Act
+    const result = await requestToken(deps(http), confidential, { scope: undefined });
+
+    // Assess
+    expect(requests).toHaveLength(2);
+    expect(result.authMethod).toBe('body');
+  });
+
+  it('does not fall back on invalid_grant', async () => {
+    // Prepare
+    const { http, requests } = scripted(json(400, { error: 'invalid_grant' }), json(200, { access_token: 'at' }));
+
+    // Act
+    const attempt = requestToken(deps(http), confidential, { scope: undefined });
+
+    // Assess
+    await expect(attempt).rejects.toMatchObject({ code: 'upstream_rejected', upstreamError: 'invalid_grant' });
+    expect(requests).toHaveLength(1);
+  });
+
+  it('does not fall back when clientAuthentication is explicit', async () => {
+    // Prepare
+    const { http, requests } = scripted(json(401, { error: 'invalid_client' }), json(200, { access_token: 'at' }));
+
+    // Act
+    const attempt = requestToken(deps(http), { ...confidential, clientAuthentication: 'basic' }, { scope: undefined });
+
+    // Assess
+    await expect(attempt).rejects.toMatchObject({ code: 'upstream_rejected', upstreamError: 'invalid_client' });
+    expect(requests).toHaveLength(1);
+  });
+
+  it('reports a refused second method as the error', async () => {
+    // Prepare
+    const { http, requests } = scripted(json(401, { error: 'invalid_client' }), json(401, { error: 'invalid_client' }));
+
+    // Act
+    const attempt = requestToken(deps(http), confidential, { scope: undefined });
+
+    // Assess
+    await expect(attempt).rejects.toMatchObject({ code: 'upstream_rejected', upstreamError: 'invalid_client' });
+    expect(requests).toHaveLength(2);
+  });
+
+  it('turns a failed connection into upstream_unavailable', async () => {
+    // Prepare
+    const http: HttpClient = async () => {
+      throw new TypeError('fetch failed');
+    };
+
+    // Act
+    const attempt = requestToken(deps(http), confidential, { scope: undefined });
+
+    // Assess
+    await expect(attempt).rejects.toBeInstanceOf(VendorError);
+    await expect(attempt).rejects.toMatchObject({ code: 'upstream_unavailable' });
+  });
+
+  it('uses the connector defaultExpiresIn when the answer has no expires_in', async () => {
+    // Prepare
+    const { http } = scripted(json(200, { access_token: 'at' }));
+
+    // Act
+    const result = await requestToken(deps(http), { ...confidential, defaultExpiresIn: 120 }, { scope: undefined });
+
+    // Assess
+    expect(result.tokens.expiresIn).toBe(120);
+  });
+});

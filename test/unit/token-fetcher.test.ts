@@ -1,0 +1,84 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { refreshAtFor } from '../../shared/token-fetcher.ts';
+import type { CachedToken } from '../../shared/token-store.ts';
+import { servesFor } from '../../shared/vend.ts';
+
+const NOW = Date.parse('2026-11-24T12:00:00.000Z');
+const MIN_TTL_MS = 60_000;
+
+/** The last instant a caller with the default minTtl is still served (CONTRACT §3: minTtl capped at half). */
+const servableUntil = (issuedAt: number, expiresAt: number, minTtlMs: number) =>
+  expiresAt - Math.min(minTtlMs, (expiresAt - issuedAt) / 2);
+
+describe('Function: refreshAtFor', () => {
+  it('refreshes an hour-long token at 70% of its servable window with the lowest jitter', () => {
+    // Act
+    const refreshAt = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0);
+
+    // Assess
+    expect(refreshAt).toBe(NOW + 0.7 * 3540_000);
+  });
+
+  it('refreshes an hour-long token before 80% of its servable window with the highest jitter', () => {
+    // Act
+    const refreshAt = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0.999_999);
+
+    // Assess
+    expect(refreshAt).toBeLessThanOrEqual(NOW + 0.8 * 3540_000);
+    expect(refreshAt).toBeGreaterThan(NOW + 0.79 * 3540_000);
+  });
+
+  it('falls within 70–80% of the servable window for any lifetime, minTtl and jitter', () => {
+    // Act & Assess
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2e12 }),
+        fc.integer({ min: 1000, max: 365 * 24 * 3600_000 }),
+        fc.integer({ min: 0, max: 24 * 3600_000 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (issuedAt, lifetimeMs, minTtlMs, jitter) => {
+          const expiresAt = issuedAt + lifetimeMs;
+          const window = servableUntil(issuedAt, expiresAt, minTtlMs) - issuedAt;
+          const refreshAt = refreshAtFor(issuedAt, expiresAt, minTtlMs, () => jitter);
+          expect(refreshAt).toBeGreaterThanOrEqual(Math.floor(issuedAt + 0.7 * window));
+          expect(refreshAt).toBeLessThanOrEqual(issuedAt + 0.8 * window);
+        },
+      ),
+    );
+  });
+
+  it('is never after the point where the token stops serving default-minTtl callers', () => {
+    // Act & Assess
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 365 * 24 * 3600 }),
+        fc.integer({ min: 0, max: 24 * 3600 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (lifetimeSeconds, minTtlSeconds, jitter) => {
+          const expiresAt = NOW + lifetimeSeconds * 1000;
+          const refreshAt = refreshAtFor(NOW, expiresAt, minTtlSeconds * 1000, () => jitter);
+          const cached: CachedToken = {
+            accessToken: 'at',
+            tokenType: 'Bearer',
+            scope: undefined,
+            issuedAt: NOW,
+            expiresAt,
+            refreshAt,
+            tokenRevision: 'rev',
+          };
+          expect(servesFor(cached, minTtlSeconds, refreshAt)).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('spreads refresh points with the jitter', () => {
+    // Act
+    const early = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0.1);
+    const late = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0.9);
+
+    // Assess
+    expect(late).toBeGreaterThan(early);
+  });
+});
