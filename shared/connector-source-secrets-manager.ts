@@ -49,7 +49,10 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
 
   async read(ref: ConnectorRef, options: { readonly fresh?: boolean } = {}): Promise<string | undefined> {
     try {
-      const value = await this.#provider.get(this.#name(ref), { maxAge: this.#maxAge, forceFetch: options.fresh === true });
+      const value = await this.#provider.get(this.#name(ref), {
+        maxAge: this.#maxAge,
+        forceFetch: options.fresh === true,
+      });
       return typeof value === 'string' ? value : undefined;
     } catch (error) {
       const cause = error instanceof Error ? error.cause : undefined;

@@ -49,6 +49,8 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
       leaseMs: config.leaseMs,
       waitMs: config.waitMs,
       attemptTimeoutMs: config.attemptTimeoutMs,
+      fetchDeadlineMs: config.fetchDeadlineMs,
+      maxAttempts: config.maxAttempts,
       defaultMinTtlMs: config.defaultMinTtlSeconds * 1000,
     },
   });

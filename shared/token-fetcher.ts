@@ -5,15 +5,18 @@ import { VendorError } from './errors.ts';
 import type { HttpClient } from './http.ts';
 import { errorFields, type Log } from './log.ts';
 import { requestToken } from './oauth/token-client.ts';
-import type { CachedToken, Lease, TokenStore } from './token-store.ts';
+import type { CachedToken, Lease, TokenFailure, TokenStore } from './token-store.ts';
 
 export interface FetcherSettings {
   /** How long a lease holder may talk to the token server before others may take over. */
   readonly leaseMs: number;
   /** How long a caller waits for another holder's result before answering 503. */
   readonly waitMs: number;
-  /** Per-attempt timeout of a token request; kept well under `leaseMs` so a live holder never loses its lease. */
+  /** Per-attempt timeout of a token request. */
   readonly attemptTimeoutMs: number;
+  /** Everything one fetch may take with retries; kept under `leaseMs` so a live holder never loses its lease. */
+  readonly fetchDeadlineMs: number;
+  readonly maxAttempts: number;
   /** The minTtl a refresh ahead must keep serving: refreshes start before a token drops below it. */
   readonly defaultMinTtlMs: number;
 }
@@ -140,6 +143,13 @@ export class TokenFetcher {
       // The holder before us failed while we waited: share its answer rather than multiply load on the server.
       throw failureError(state.failure);
     }
+    const openUntil = state.failure?.openUntil;
+    if (openUntil !== undefined && openUntil > now() && state.failure?.tokenRevision === connector.tokenRevision) {
+      // Circuit open: the server failed repeatedly; calling it again now would only add load to an outage.
+      throw new VendorError('upstream_unavailable', 'The token server keeps failing; the vendor is backing off.', {
+        retryAfterSeconds: Math.ceil((openUntil - now()) / 1000),
+      });
+    }
     const isRefreshGrant = connector.document.grantType === 'refresh_token';
     if (isRefreshGrant && state.reauthorization?.revision === connector.revision) {
       throw needsReauthorization(state.reauthorization.upstreamError);
@@ -150,7 +160,15 @@ export class TokenFetcher {
     let result: Awaited<ReturnType<typeof requestToken>>;
     try {
       result = await requestToken(
-        { http: this.#deps.http, now, attemptTimeoutMs: this.#deps.settings.attemptTimeoutMs },
+        {
+          http: this.#deps.http,
+          now,
+          sleep: this.#deps.sleep,
+          random: this.#deps.random,
+          attemptTimeoutMs: this.#deps.settings.attemptTimeoutMs,
+          deadlineMs: this.#deps.settings.fetchDeadlineMs,
+          maxAttempts: this.#deps.settings.maxAttempts,
+        },
         connector.document,
         {
           scope: target.scope,
@@ -159,8 +177,11 @@ export class TokenFetcher {
         },
       );
     } catch (error) {
-      await this.#recordFailure(connector, error, isRefreshGrant);
+      await this.#recordFailure(connector, error, isRefreshGrant, state.failure);
       throw error;
+    }
+    if (state.failure !== undefined) {
+      await this.#bestEffort('clear failure', connectorKey, () => store.clearFailure(connectorKey));
     }
 
     if (isRefreshGrant && refreshToken !== undefined && result.tokens.refreshToken !== undefined) {
@@ -173,7 +194,9 @@ export class TokenFetcher {
       );
     }
     const token = toCachedToken(result.tokens, target, issuedAt, this.#deps);
-    const stored = await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
+    const stored = await this.#bestEffort('cache token', connectorKey, () =>
+      store.putToken(target.tokenKey, token, lease.fence),
+    );
     if (stored === false) this.#deps.log.warn('a newer holder stored a token first', { connector: connectorKey });
     return token;
   }
@@ -182,7 +205,10 @@ export class TokenFetcher {
     try {
       return await write();
     } catch (error) {
-      this.#deps.log.error(`${what} failed after the token server answered`, { connector: connectorKey, ...errorFields(error) });
+      this.#deps.log.error(`${what} failed after the token server answered`, {
+        connector: connectorKey,
+        ...errorFields(error),
+      });
       return undefined;
     }
   }
@@ -254,14 +280,24 @@ export class TokenFetcher {
     return true;
   }
 
-  async #recordFailure(connector: Connector, error: unknown, isRefreshGrant: boolean): Promise<void> {
+  async #recordFailure(
+    connector: Connector,
+    error: unknown,
+    isRefreshGrant: boolean,
+    previous: TokenFailure | undefined,
+  ): Promise<void> {
     if (!(error instanceof VendorError)) return;
     const connectorKey = refKey(connector.ref);
-    const failure = {
-      at: this.#deps.now(),
+    const at = this.#deps.now();
+    const consecutive = (previous?.tokenRevision === connector.tokenRevision ? previous.consecutive : 0) + 1;
+    const failure: TokenFailure = {
+      at,
       code: error.code,
       upstreamError: error.upstreamError,
       tokenRevision: connector.tokenRevision,
+      consecutive,
+      openUntil:
+        error.code === 'upstream_unavailable' ? circuitOpenUntil(at, consecutive, this.#deps.random) : undefined,
     };
     try {
       await this.#deps.store.recordFailure(connectorKey, failure);
@@ -293,6 +329,18 @@ function failureError(failure: { code: string; upstreamError?: string | undefine
   return new VendorError(code, 'The token request made for this connector just now failed.', {
     ...(failure.upstreamError === undefined ? {} : { upstreamError: failure.upstreamError }),
   });
+}
+
+/** After this many transient failures in a row, the circuit opens. */
+const CIRCUIT_THRESHOLD = 3;
+const CIRCUIT_BASE_MS = 5_000;
+const CIRCUIT_MAX_MS = 60_000;
+
+/** Opens the circuit for 5 s, doubling per further failure up to 60 s, jittered by ±20 %. */
+export function circuitOpenUntil(at: number, consecutive: number, random: () => number): number | undefined {
+  if (consecutive < CIRCUIT_THRESHOLD) return undefined;
+  const base = Math.min(CIRCUIT_MAX_MS, CIRCUIT_BASE_MS * 2 ** (consecutive - CIRCUIT_THRESHOLD));
+  return Math.round(at + base * (0.8 + 0.4 * random()));
 }
 
 /**

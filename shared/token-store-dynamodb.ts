@@ -114,6 +114,8 @@ export class DynamoDBTokenStore implements TokenStore {
               code: str(Item.failureCode) ?? 'upstream_unavailable',
               upstreamError: str(Item.failureUpstreamError),
               tokenRevision: str(Item.failureTokenRevision) ?? '',
+              consecutive: num(Item.failureCount) ?? 1,
+              openUntil: num(Item.failureOpenUntil),
             },
     };
   }
@@ -199,17 +201,42 @@ export class DynamoDBTokenStore implements TokenStore {
   }
 
   async recordFailure(connectorKey: string, failure: TokenFailure): Promise<void> {
+    const { upstreamError, openUntil } = failure;
+    const sets = [
+      'failureAt = :at',
+      'failureCode = :code',
+      'failureTokenRevision = :revision',
+      'failureCount = :count',
+    ];
+    const removes: string[] = [];
+    if (upstreamError === undefined) removes.push('failureUpstreamError');
+    else sets.push('failureUpstreamError = :upstream');
+    if (openUntil === undefined) removes.push('failureOpenUntil');
+    else sets.push('failureOpenUntil = :openUntil');
     await this.#update(
       connectorKey,
-      failure.upstreamError === undefined
-        ? 'SET failureAt = :at, failureCode = :code, failureTokenRevision = :revision REMOVE failureUpstreamError'
-        : 'SET failureAt = :at, failureCode = :code, failureTokenRevision = :revision, failureUpstreamError = :upstream',
+      `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`,
       {
         ':at': failure.at,
         ':code': failure.code,
         ':revision': failure.tokenRevision,
-        ...(failure.upstreamError === undefined ? {} : { ':upstream': failure.upstreamError }),
+        ':count': failure.consecutive,
+        ...(upstreamError === undefined ? {} : { ':upstream': upstreamError }),
+        ...(openUntil === undefined ? {} : { ':openUntil': openUntil }),
       },
+    );
+  }
+
+  async clearFailure(connectorKey: string): Promise<void> {
+    await this.#send(() =>
+      this.#client.send(
+        new UpdateCommand({
+          TableName: this.#tableName,
+          Key: stateKey(connectorKey),
+          UpdateExpression:
+            'REMOVE failureAt, failureCode, failureTokenRevision, failureCount, failureUpstreamError, failureOpenUntil',
+        }),
+      ),
     );
   }
 

@@ -38,6 +38,10 @@ export interface TokenFailure {
   readonly code: string;
   readonly upstreamError?: string | undefined;
   readonly tokenRevision: string;
+  /** Failures in a row, for backoff. */
+  readonly consecutive: number;
+  /** While in the future, the circuit is open: nobody calls the token server for this connector. */
+  readonly openUntil?: number | undefined;
 }
 
 /** The right to talk to the token server for one connector. `fence` grows with every grant of the lease. */
@@ -70,6 +74,7 @@ export interface TokenStore {
   ): Promise<boolean>;
   markJournalWritten(connectorKey: string, refreshToken: string): Promise<void>;
   recordFailure(connectorKey: string, failure: TokenFailure): Promise<void>;
+  clearFailure(connectorKey: string): Promise<void>;
   markNeedsReauthorization(connectorKey: string, revision: string, upstreamError: string): Promise<void>;
   /**
    * Claims the connector's forced-refresh slot; undefined when granted, else the milliseconds until the next one.

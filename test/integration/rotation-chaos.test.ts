@@ -137,6 +137,7 @@ describe('Crash safety: kill -9 during rotations', () => {
       ...fixture.env,
       TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0',
       TOKEN_VENDOR_LEASE_SECONDS: '1',
+      TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: '0.9',
       TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '0.8',
     };
     const path = join(fixture.connectorsDir, 'refresh-token', 'crash.json');

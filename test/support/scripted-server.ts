@@ -12,6 +12,10 @@ export interface ScriptedAnswer {
   readonly headers?: Record<string, string>;
   /** A string is sent as is; anything else as JSON. */
   readonly body?: unknown;
+  /** Drop the connection without an answer (a reset). */
+  readonly reset?: boolean;
+  /** Never answer. */
+  readonly hang?: boolean;
 }
 
 export type Script = (request: RecordedRequest, index: number) => ScriptedAnswer | Promise<ScriptedAnswer>;
@@ -41,6 +45,11 @@ export async function startScriptedServer(initial: Script): Promise<ScriptedServ
       };
       requests.push(recorded);
       Promise.resolve(script(recorded, requests.length - 1)).then((answer) => {
+        if (answer.hang === true) return;
+        if (answer.reset === true) {
+          incoming.socket.destroy();
+          return;
+        }
         const body = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? {});
         const type = typeof answer.body === 'string' ? 'text/html' : 'application/json';
         outgoing.writeHead(answer.status ?? 200, { 'content-type': type, ...answer.headers });

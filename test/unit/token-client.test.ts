@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ConnectorDocument } from '../../shared/connector.ts';
 import { VendorError } from '../../shared/errors.ts';
 import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/http.ts';
-import { authAttempts, requestToken } from '../../shared/oauth/token-client.ts';
+import { authAttempts, requestToken, type TokenClientDeps } from '../../shared/oauth/token-client.ts';
 
 const confidential: ConnectorDocument = {
   grantType: 'client_credentials',
@@ -77,7 +77,25 @@ describe('Function: requestToken', () => {
     return { http, requests };
   }
 
-  const deps = (http: HttpClient) => ({ http, now: () => 0, attemptTimeoutMs: 1000 });
+  /** A fake clock that sleeping advances, so retries and deadlines need no real time. */
+  function deps(http: HttpClient, overrides: Partial<TokenClientDeps> = {}) {
+    let clock = 0;
+    const sleeps: number[] = [];
+    const value: TokenClientDeps = {
+      http,
+      now: () => clock,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        clock += ms;
+      },
+      random: () => 0.5,
+      attemptTimeoutMs: 1000,
+      deadlineMs: 10_000,
+      maxAttempts: 1,
+      ...overrides,
+    };
+    return Object.assign(value, { sleeps });
+  }
   const usedBody = (request: HttpRequest | undefined) => new URLSearchParams(request?.body).has('client_secret');
 
   it('falls back from Basic to body once on invalid_client and reports the method that worked', async () => {
@@ -169,5 +187,79 @@ describe('Function: requestToken', () => {
 
     // Assess
     expect(result.tokens.expiresIn).toBe(120);
+  });
+
+  describe('retries', () => {
+    const unavailable = (headers: Record<string, string> = {}): HttpResponse => ({
+      status: 503,
+      headers: new Headers(headers),
+      text: 'Service Unavailable',
+    });
+
+    it('asks again after a transient failure, up to maxAttempts', async () => {
+      // Prepare
+      const { http, requests } = scripted(unavailable(), json(200, { access_token: 'at' }));
+      const client = deps(http, { maxAttempts: 3 });
+
+      // Act
+      const result = await requestToken(client, confidential, { scope: undefined });
+
+      // Assess
+      expect(result.tokens.accessToken).toBe('at');
+      expect(requests).toHaveLength(2);
+      expect(client.sleeps).toHaveLength(1);
+    });
+
+    it('gives up after maxAttempts transient failures', async () => {
+      // Prepare
+      const { http, requests } = scripted(unavailable(), unavailable(), unavailable());
+      const client = deps(http, { maxAttempts: 2 });
+
+      // Act
+      const attempt = requestToken(client, confidential, { scope: undefined });
+
+      // Assess
+      await expect(attempt).rejects.toMatchObject({ code: 'upstream_unavailable' });
+      expect(requests).toHaveLength(2);
+    });
+
+    it('never asks again after a refusal', async () => {
+      // Prepare
+      const { http, requests } = scripted(json(400, { error: 'invalid_scope' }), json(200, { access_token: 'at' }));
+      const client = deps(http, { maxAttempts: 3 });
+
+      // Act
+      const attempt = requestToken(client, confidential, { scope: undefined });
+
+      // Assess
+      await expect(attempt).rejects.toMatchObject({ code: 'upstream_rejected', upstreamError: 'invalid_scope' });
+      expect(requests).toHaveLength(1);
+    });
+
+    it('waits as long as Retry-After asks', async () => {
+      // Prepare
+      const { http } = scripted(unavailable({ 'retry-after': '2' }), json(200, { access_token: 'at' }));
+      const client = deps(http, { maxAttempts: 3 });
+
+      // Act
+      await requestToken(client, confidential, { scope: undefined });
+
+      // Assess
+      expect(client.sleeps).toEqual([2000]);
+    });
+
+    it('answers at once when Retry-After reaches past the deadline', async () => {
+      // Prepare
+      const { http, requests } = scripted(unavailable({ 'retry-after': '60' }), json(200, { access_token: 'at' }));
+      const client = deps(http, { maxAttempts: 3, deadlineMs: 10_000 });
+
+      // Act
+      const attempt = requestToken(client, confidential, { scope: undefined });
+
+      // Assess
+      await expect(attempt).rejects.toMatchObject({ code: 'upstream_unavailable', retryAfterSeconds: 60 });
+      expect(requests).toHaveLength(1);
+      expect(client.sleeps).toEqual([]);
+    });
   });
 });
