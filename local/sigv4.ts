@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -90,6 +90,15 @@ export async function verifySigV4(
   const query = parseQuery(request.rawQuery);
   if (query === undefined) return { ok: false, reason: 'Malformed query string' };
   const signedHeaders = signedHeaderList.split(';');
+  // The signer trusts a sent payload hash; check it against the body actually received.
+  const payloadHash = request.headers['x-amz-content-sha256'];
+  if (
+    payloadHash !== undefined &&
+    payloadHash !== 'UNSIGNED-PAYLOAD' &&
+    payloadHash !== createHash('sha256').update(request.body).digest('hex')
+  ) {
+    return { ok: false, reason: 'The provided x-amz-content-sha256 header does not match what was computed' };
+  }
   if (!signedHeaders.includes('host')) return { ok: false, reason: 'The host header must be signed' };
   const headers: Record<string, string> = {};
   for (const name of signedHeaders) {

@@ -18,9 +18,15 @@ const configSchema = z.object({
   TOKEN_VENDOR_FORCED_REFRESH_SECONDS: seconds(5),
   TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: seconds(10),
   TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: seconds(30),
-  TOKEN_VENDOR_LEASE_SECONDS: seconds(10),
+  TOKEN_VENDOR_LEASE_SECONDS: seconds(15),
   TOKEN_VENDOR_WAIT_SECONDS: seconds(20),
-  TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: seconds(8),
+  TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: seconds(5),
+  TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: seconds(12),
+  TOKEN_VENDOR_MAX_ATTEMPTS: z
+    .string()
+    .regex(/^[1-9]$/)
+    .default('3')
+    .transform(Number),
   TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: seconds(60),
 });
 
@@ -34,6 +40,8 @@ export interface Config {
   readonly leaseMs: number;
   readonly waitMs: number;
   readonly attemptTimeoutMs: number;
+  readonly fetchDeadlineMs: number;
+  readonly maxAttempts: number;
   readonly defaultMinTtlSeconds: number;
 }
 
@@ -48,6 +56,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     throw new Error(`Invalid setting ${String(issue?.path[0] ?? '')}: ${issue?.message ?? 'invalid'}`);
   }
   const c = result.data;
+  // A live holder must never lose its lease: one fetch, retries included, ends before the lease does.
+  if (c.TOKEN_VENDOR_FETCH_DEADLINE_SECONDS >= c.TOKEN_VENDOR_LEASE_SECONDS) {
+    throw new Error('Invalid setting TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: must be below TOKEN_VENDOR_LEASE_SECONDS');
+  }
   return {
     tableName: c.TOKEN_VENDOR_TABLE,
     connectorsDir: c.TOKEN_VENDOR_CONNECTORS_DIR,
@@ -58,6 +70,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     leaseMs: c.TOKEN_VENDOR_LEASE_SECONDS * 1000,
     waitMs: c.TOKEN_VENDOR_WAIT_SECONDS * 1000,
     attemptTimeoutMs: c.TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS * 1000,
+    fetchDeadlineMs: c.TOKEN_VENDOR_FETCH_DEADLINE_SECONDS * 1000,
+    maxAttempts: c.TOKEN_VENDOR_MAX_ATTEMPTS,
     defaultMinTtlSeconds: c.TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS,
   };
 }

@@ -127,7 +127,9 @@ function describeIssue(issue: z.core.$ZodIssue): { field: string; problem: strin
         ? { field, problem: 'is required' }
         : { field, problem: `must be ${issue.expected === 'int' ? 'an integer' : `of type ${issue.expected}`}` };
     case 'invalid_value':
-      return { field, problem: 'has a value that is not allowed' };
+      return issue.input === undefined
+        ? { field, problem: 'is required' }
+        : { field, problem: 'has a value that is not allowed' };
     case 'too_small':
       return { field, problem: issue.origin === 'array' ? 'must not be empty' : 'is too small or empty' };
     case 'too_big':
@@ -150,7 +152,8 @@ export function parseConnector(ref: ConnectorRef, text: string): Connector {
   } catch {
     throw misconfigured('(document)', 'is not valid JSON');
   }
-  const result = connectorSchema.safeParse(json);
+  // reportInput lets describeIssue tell "missing" from "wrong"; the input itself never reaches a message.
+  const result = connectorSchema.safeParse(json, { reportInput: true });
   if (!result.success) {
     const first = result.error.issues[0];
     const { field, problem } =

@@ -6,11 +6,12 @@ const SECRET_KEY = /secret|password|passwd|token|authorization|credential|cookie
 const SAFE_KEYS = new Set(['tokenKey', 'tokenType', 'token_type', 'tokenUrl', 'tokenRevision']);
 
 /**
- * Redaction is the logger's job, not each caller's care: any string under a secret-looking key is replaced,
- * at any depth, before the record is written.
+ * Redaction is the logger's job, not each caller's care: any value under a secret-looking key (a string, or an
+ * array or object that could hold one) is replaced, at any depth, before the record is written.
  */
 export function redactSecrets(key: string, value: unknown): unknown {
-  if (typeof value === 'string' && SECRET_KEY.test(key) && !SAFE_KEYS.has(key)) return '[redacted]';
+  if (value === null || value === undefined || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (SECRET_KEY.test(key) && !SAFE_KEYS.has(key)) return '[redacted]';
   return value;
 }
 

@@ -88,6 +88,12 @@ export class TokenMemory {
     if (this.#entries.size > this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value as string);
   }
 
+  /** The token held for `key` whatever its staleness, unless expired: the last resort when the table is down. */
+  peek(key: string, now: number): CachedToken | undefined {
+    const entry = this.#entries.get(key);
+    return entry === undefined || entry.token.expiresAt <= now ? undefined : entry.token;
+  }
+
   delete(key: string): void {
     this.#entries.delete(key);
   }
@@ -179,7 +185,10 @@ export function toVendResponse(connector: Connector, token: CachedToken, now: nu
     ...(token.scope === undefined ? {} : { scope: token.scope }),
     header: {
       name: connector.document.headerAuthKey ?? 'Authorization',
-      value: pattern.replaceAll('{{access_token}}', token.accessToken).replaceAll('{{token_type}}', token.tokenType),
+      // One pass, so a token that itself contains "{{token_type}}" is sent exactly as issued.
+      value: pattern.replace(/\{\{(access_token|token_type)\}\}/g, (_match, name: string) =>
+        name === 'access_token' ? token.accessToken : token.tokenType,
+      ),
     },
   };
 }
@@ -209,16 +218,47 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
     refreshAheadIfDue(deps, target, remembered);
     return toVendResponse(connector, remembered, deps.now());
   }
-  const stored = await deps.store.getToken(tokenKey, deps.now());
+  let stored: CachedToken | undefined;
+  try {
+    stored = await deps.store.getToken(tokenKey, deps.now());
+  } catch (error) {
+    // The table is down: a token this container still holds, of any age, beats a 503.
+    return serveStillValid(deps, connector, deps.memory.peek(tokenKey, deps.now()), error);
+  }
   if (stored !== undefined && serves(stored)) {
     deps.memory.set(tokenKey, stored, deps.now());
     refreshAheadIfDue(deps, target, stored);
     return toVendResponse(connector, stored, deps.now());
   }
-  const fetched = await deps.fetcher.fetch(target, { accept: serves });
+  let fetched: CachedToken | undefined;
+  try {
+    fetched = await deps.fetcher.fetch(target, { accept: serves });
+  } catch (error) {
+    const fallback = stored?.tokenRevision === connector.tokenRevision ? stored : undefined;
+    return serveStillValid(deps, connector, fallback, error);
+  }
   if (fetched === undefined) throw new VendorError('internal_error', 'No token was obtained.');
   deps.memory.set(tokenKey, fetched, deps.now());
   return toVendResponse(connector, fetched, deps.now());
+}
+
+/**
+ * While the token server or the table is unavailable, a token that has not expired is served even below the
+ * caller's minTtl (CONTRACT §3: 503 only when "no still-valid token is cached"). Anything else fails as it failed.
+ */
+function serveStillValid(
+  deps: VendDeps,
+  connector: Connector,
+  token: CachedToken | undefined,
+  error: unknown,
+): VendResponse {
+  const unavailable = error instanceof VendorError && error.code === 'upstream_unavailable';
+  if (!unavailable || token === undefined || token.expiresAt <= deps.now()) throw error;
+  deps.log.warn('serving a still-valid cached token while the refresh fails', {
+    connector: refKey(connector.ref),
+    ...errorFields(error),
+  });
+  return toVendResponse(connector, token, deps.now());
 }
 
 async function forceRefresh(

@@ -178,7 +178,9 @@ describe('Function: toVendRequest', () => {
 
   it('refuses an overlong query string', () => {
     // Act
-    const error = refusal(() => toVendRequest('client-credentials', restEvent({ query: { scope: ['a'.repeat(5000)] } })));
+    const error = refusal(() =>
+      toVendRequest('client-credentials', restEvent({ query: { scope: ['a'.repeat(5000)] } })),
+    );
 
     // Assess
     expect(error.code).toBe('invalid_request');

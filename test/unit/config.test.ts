@@ -2,23 +2,31 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config.ts';
 
 describe('Function: loadConfig', () => {
-  it('applies the defaults to an empty environment', () => {
+  it('applies the CONTRACT defaults to an empty environment', () => {
     // Act
     const config = loadConfig({});
 
     // Assess
-    expect(config).toEqual({
+    expect(config).toMatchObject({
       tableName: 'token-vendor-tokens',
       connectorsDir: undefined,
       secretPrefix: 'token-vendor',
       forcedRefreshSpacingMs: 5_000,
-      memoryStalenessMs: 10_000,
-      secretMaxAgeSeconds: 30,
-      leaseMs: 10_000,
-      waitMs: 20_000,
-      attemptTimeoutMs: 8_000,
       defaultMinTtlSeconds: 60,
     });
+  });
+
+  it('keeps the default timings consistent: an attempt fits the deadline, the deadline fits the lease', () => {
+    // Act
+    const config = loadConfig({});
+
+    // Assess
+    expect(config.attemptTimeoutMs).toBeGreaterThan(0);
+    expect(config.attemptTimeoutMs).toBeLessThanOrEqual(config.fetchDeadlineMs);
+    expect(config.fetchDeadlineMs).toBeLessThan(config.leaseMs);
+    expect(config.maxAttempts).toBeGreaterThanOrEqual(1);
+    expect(config.memoryStalenessMs).toBeGreaterThan(0);
+    expect(config.waitMs).toBeGreaterThan(0);
   });
 
   it('reads every setting given', () => {
@@ -30,9 +38,11 @@ describe('Function: loadConfig', () => {
       TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0',
       TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: '2.5',
       TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: '45',
-      TOKEN_VENDOR_LEASE_SECONDS: '12',
+      TOKEN_VENDOR_LEASE_SECONDS: '30',
       TOKEN_VENDOR_WAIT_SECONDS: '25',
       TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '4',
+      TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: '20',
+      TOKEN_VENDOR_MAX_ATTEMPTS: '2',
       TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: '120',
     });
 
@@ -44,9 +54,11 @@ describe('Function: loadConfig', () => {
       forcedRefreshSpacingMs: 0,
       memoryStalenessMs: 2_500,
       secretMaxAgeSeconds: 45,
-      leaseMs: 12_000,
+      leaseMs: 30_000,
       waitMs: 25_000,
       attemptTimeoutMs: 4_000,
+      fetchDeadlineMs: 20_000,
+      maxAttempts: 2,
       defaultMinTtlSeconds: 120,
     });
   });
@@ -68,6 +80,8 @@ describe('Function: loadConfig', () => {
     ['TOKEN_VENDOR_TABLE', ''],
     ['TOKEN_VENDOR_SECRET_PREFIX', 'bad prefix!'],
     ['TOKEN_VENDOR_CONNECTORS_DIR', ''],
+    ['TOKEN_VENDOR_MAX_ATTEMPTS', '0'],
+    ['TOKEN_VENDOR_MAX_ATTEMPTS', 'many'],
   ])('refuses %s=%j and names it', (name, value) => {
     // Act
     const load = () => loadConfig({ [name]: value });

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { redactSecrets } from '../../shared/logger.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger, redactSecrets } from '../../shared/logger.ts';
 
 describe('Function: redactSecrets', () => {
   it.each([
@@ -70,14 +70,57 @@ describe('Function: redactSecrets', () => {
     });
   });
 
-  it('passes non-string values through for the replacer to descend into', () => {
+  it('redacts whole arrays and objects under a secret-looking key, whose items the replacer sees by index', () => {
+    // Act
+    const underSecretKey = redactSecrets('credentials', { value: 'x' });
+    const arrayOfTokens = JSON.stringify({ refreshTokens: ['rt-1', 'rt-2'] }, redactSecrets);
+
+    // Assess
+    expect(underSecretKey).toBe('[redacted]');
+    expect(arrayOfTokens).not.toContain('rt-1');
+  });
+
+  it('passes objects under other keys through for the replacer to descend into', () => {
     // Prepare
     const nested = { value: 'x' };
 
     // Act
-    const result = redactSecrets('credentials', nested);
+    const result = redactSecrets('details', nested);
 
     // Assess
     expect(result).toBe(nested);
+  });
+});
+
+describe('Function: createLogger', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('writes log records with secrets redacted and identifiers kept', () => {
+    // Prepare
+    const lines: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    const logger = createLogger('token-vendor-test');
+
+    // Act
+    logger.info('token fetched', {
+      connector: 'password/crm',
+      tokenUrl: 'https://idp.example.com/token',
+      clientSecret: 'cs-value-1',
+      nested: { password: 'pw-value-2', refresh_token: 'rt-value-3' },
+    });
+
+    // Assess
+    const output = lines.join('');
+    expect(output).toContain('token fetched');
+    expect(output).toContain('password/crm');
+    expect(output).toContain('https://idp.example.com/token');
+    expect(output).not.toContain('cs-value-1');
+    expect(output).not.toContain('pw-value-2');
+    expect(output).not.toContain('rt-value-3');
   });
 });
