@@ -16,6 +16,8 @@ const configSchema = z.object({
     .regex(/^[A-Za-z0-9/_+=.@-]+$/)
     .default('token-vendor'),
   TOKEN_VENDOR_FORCED_REFRESH_SECONDS: seconds(5),
+  /** AWS: allow token URLs in private ranges (a token server inside the VPC). Local mode always may. */
+  TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS: z.enum(['true', 'false']).default('false'),
   TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: seconds(10),
   TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: seconds(30),
   TOKEN_VENDOR_LEASE_SECONDS: seconds(15),
@@ -35,6 +37,7 @@ export interface Config {
   readonly connectorsDir: string | undefined;
   readonly secretPrefix: string;
   readonly forcedRefreshSpacingMs: number;
+  readonly allowPrivateNetworks: boolean;
   readonly memoryStalenessMs: number;
   readonly secretMaxAgeSeconds: number;
   readonly leaseMs: number;
@@ -65,6 +68,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     connectorsDir: c.TOKEN_VENDOR_CONNECTORS_DIR,
     secretPrefix: c.TOKEN_VENDOR_SECRET_PREFIX,
     forcedRefreshSpacingMs: c.TOKEN_VENDOR_FORCED_REFRESH_SECONDS * 1000,
+    allowPrivateNetworks: c.TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS === 'true',
     memoryStalenessMs: c.TOKEN_VENDOR_MEMORY_STALENESS_SECONDS * 1000,
     secretMaxAgeSeconds: c.TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS,
     leaseMs: c.TOKEN_VENDOR_LEASE_SECONDS * 1000,

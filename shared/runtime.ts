@@ -5,7 +5,7 @@ import type { Config } from './config.ts';
 import type { ConnectorSource } from './connector-source.ts';
 import { FileConnectorSource } from './connector-source-file.ts';
 import { SecretsManagerConnectorSource } from './connector-source-secrets-manager.ts';
-import { fetchHttpClient, type HttpClient } from './http.ts';
+import { createHttpClient, type HttpClient } from './http.ts';
 import type { Log } from './log.ts';
 import { TokenFetcher } from './token-fetcher.ts';
 import type { TokenStore } from './token-store.ts';
@@ -37,10 +37,13 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
   const store =
     overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: new DynamoDBClient({}) });
   const now = overrides.now ?? Date.now;
+  const localMode = config.connectorsDir !== undefined;
   const fetcher = new TokenFetcher({
     source,
     store,
-    http: overrides.http ?? fetchHttpClient,
+    http:
+      overrides.http ??
+      createHttpClient({ allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks }),
     now,
     random: Math.random,
     sleep: (ms) => sleep(ms),
@@ -62,7 +65,7 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
     log,
     memory: new TokenMemory(),
     settings: {
-      allowLoopbackHttp: config.connectorsDir !== undefined,
+      network: { allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks },
       forcedRefreshSpacingMs: config.forcedRefreshSpacingMs,
       memoryStalenessMs: config.memoryStalenessMs,
       defaultMinTtlSeconds: config.defaultMinTtlSeconds,

@@ -13,6 +13,7 @@ import {
 import type { ConnectorSource } from './connector-source.ts';
 import { accessDenied, invalidRequest, misconfigured, VendorError } from './errors.ts';
 import { errorFields, type Log } from './log.ts';
+import { type NetworkPolicy, refuseUrl } from './network-policy.ts';
 import { type Caller, isAllowed } from './principals.ts';
 import type { TokenFetcher } from './token-fetcher.ts';
 import type { CachedToken, TokenStore } from './token-store.ts';
@@ -39,8 +40,8 @@ export interface VendResponse {
 }
 
 export interface VendSettings {
-  /** Local mode accepts `http://` token URLs on loopback hosts; AWS only `https://` (CONTRACT §4). */
-  readonly allowLoopbackHttp: boolean;
+  /** Where token URLs may point (CONTRACT §4: `http://` only to loopback, in local mode). */
+  readonly network: NetworkPolicy;
   /** Minimum spacing of forced refreshes per connector; 0 turns the limit off. */
   readonly forcedRefreshSpacingMs: number;
   /** How long a token held in memory is served without looking at the table again. */
@@ -60,7 +61,6 @@ export interface VendDeps {
 
 const MIN_TTL = /^\d{1,9}$/;
 const MAX_SCOPE_LENGTH = 4096;
-const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
 
 /**
  * Tokens this process has seen, served without a table read for at most `memoryStalenessMs` after they were
@@ -126,15 +126,10 @@ function validateRequest(request: VendRequest): ValidRequest {
   };
 }
 
-function checkTokenUrl(connector: Connector, allowLoopbackHttp: boolean): void {
-  const url = new URL(connector.document.tokenUrl);
-  if (url.protocol === 'https:') return;
-  if (!(allowLoopbackHttp && LOOPBACK_HOSTS.test(url.hostname))) {
-    throw misconfigured(
-      'tokenUrl',
-      allowLoopbackHttp ? 'must use https (http only for loopback hosts)' : 'must use https',
-    );
-  }
+/** Refuses a token URL the deployment may not call before anything is sent; resolved names are checked at connect. */
+function checkTokenUrl(connector: Connector, network: NetworkPolicy): void {
+  const refusal = refuseUrl(new URL(connector.document.tokenUrl), network);
+  if (refusal !== undefined) throw misconfigured('tokenUrl', refusal);
 }
 
 /**
@@ -200,7 +195,7 @@ export function toVendResponse(connector: Connector, token: CachedToken, now: nu
 export async function vendToken(deps: VendDeps, request: VendRequest): Promise<VendResponse> {
   const { ref, scopes, minTtlSeconds } = validateRequest(request);
   const connector = await loadAuthorizedConnector(deps, ref, request.caller);
-  checkTokenUrl(connector, deps.settings.allowLoopbackHttp);
+  checkTokenUrl(connector, deps.settings.network);
   const { key, scope } = resolveScope(connector, scopes);
   const tokenKey = `${refKey(ref)}#${key}`;
   const minTtl = minTtlSeconds ?? deps.settings.defaultMinTtlSeconds;

@@ -1,6 +1,6 @@
 import type { ConnectorDocument } from '../connector.ts';
-import { VendorError } from '../errors.ts';
-import type { HttpClient } from '../http.ts';
+import { misconfigured, VendorError } from '../errors.ts';
+import { type HttpClient, refusedDestination } from '../http.ts';
 import type { ClientAuthMethod } from './client-auth.ts';
 import { buildTokenRequest } from './token-request.ts';
 import { processTokenResponse, type TokenSet } from './token-response.ts';
@@ -65,6 +65,8 @@ async function send(
     const timeout = Math.max(1, Math.min(deps.attemptTimeoutMs, deadline - deps.now()));
     response = await deps.http({ ...request, signal: AbortSignal.timeout(timeout) });
   } catch (cause) {
+    const refused = refusedDestination(cause);
+    if (refused !== undefined) throw misconfigured('tokenUrl', refused.message);
     // Connection refused, reset, DNS failure or timeout: the message carries no request data.
     throw new VendorError('upstream_unavailable', 'The token server could not be reached.', { cause });
   }

@@ -75,6 +75,10 @@ export function processTokenResponse(response: HttpResponse, defaultExpiresIn: n
       ...(OAUTH_ERROR_CODE.test(code) ? { upstreamError: code } : {}),
     });
   }
+  if (status >= 300 && status < 400) {
+    // Redirects are not followed (they would carry credentials elsewhere); a redirect is not a token.
+    throw new VendorError('upstream_invalid_response', `The token server answered with a redirect (HTTP ${status}).`);
+  }
   if (status < 200 || status >= 300) {
     throw new VendorError('upstream_rejected', `The token server refused the request with HTTP ${status}.`);
   }
