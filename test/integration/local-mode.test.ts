@@ -166,6 +166,32 @@ describe('End to end: local mode over SigV4-signed HTTP', () => {
     expect(body).not.toContain('typo-secret-value');
   });
 
+  it.each([
+    ['a dot-dot connector ID', '/tokens/client-credentials/..'],
+    ['an encoded slash', '/tokens/client-credentials/crm%2F..%2Fcrm'],
+    ['an encoded dot-dot segment', '/tokens/client-credentials/%2E%2E'],
+    ['a control character', '/tokens/client-credentials/crm%00'],
+    ['a newline', '/tokens/client-credentials/crm%0A'],
+    ['unicode', '/tokens/client-credentials/cr%C3%A9m'],
+    ['129 characters', `/tokens/client-credentials/${'a'.repeat(129)}`],
+    ['broken percent-encoding', '/tokens/client-credentials/crm%G1'],
+    ['a scope with a control character', '/tokens/client-credentials/crm?scope=read%01'],
+    ['a scope with a quote', '/tokens/client-credentials/crm?scope=read%22'],
+    ['an empty scope', '/tokens/client-credentials/crm?scope='],
+    ['a negative minTtl', '/tokens/client-credentials/crm?minTtl=-5'],
+    ['a fractional minTtl', '/tokens/client-credentials/crm?minTtl=1.5'],
+    ['an exponent minTtl', '/tokens/client-credentials/crm?minTtl=1e3'],
+    ['a huge minTtl', '/tokens/client-credentials/crm?minTtl=99999999999'],
+    ['an oversize query', `/tokens/client-credentials/crm?scope=${'read%20'.repeat(900)}read`],
+  ])('answers %s with 400 invalid_request', async (_name, path) => {
+    // Act
+    const response = await signedFetch(`${local.url}${path}`, ALICE);
+
+    // Assess
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toBe('invalid_request');
+  });
+
   it('forces a refresh with POST …/refresh, rotating and storing the refresh token', async () => {
     // Prepare
     const path = join(dir, 'connectors', 'refresh-token', 'mail.json');
