@@ -1,14 +1,21 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger } from '../shared/logger.ts';
+import { createMetrics, powertoolsSink } from '../shared/metrics.ts';
 import { rotateConnectors } from '../shared/rotate.ts';
 import { createVendDeps } from '../shared/runtime.ts';
 
 const logger = createLogger();
-const deps = createVendDeps(loadConfig(process.env), logger);
+const metrics = createMetrics(process.env.POWERTOOLS_METRICS_NAMESPACE);
+const config = loadConfig(process.env);
+const deps = createVendDeps(config, logger, { metrics: powertoolsSink(metrics) });
 
 /** Invoked by the schedule (EventBridge Scheduler in AWS, a timer in local mode). */
 export const handler = middy()
   .use(injectLambdaContext(logger, { resetKeys: true }))
-  .handler(async () => rotateConnectors(deps));
+  .use(logMetrics(metrics))
+  .handler(async () =>
+    rotateConnectors(deps, { budgetMs: config.rotateBudgetMs, idleRefreshMs: config.idleRefreshMs }),
+  );

@@ -107,6 +107,8 @@ async function main(): Promise<void> {
     AWS_REGION: settings.AWS_REGION,
     TOKEN_VENDOR_CONNECTORS_DIR: connectorsDir,
     TOKEN_VENDOR_TABLE: settings.TOKEN_VENDOR_TABLE,
+    // CloudWatch metrics (EMF lines on stdout) mean nothing on one machine; set it to false to see them.
+    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
   });
   const dynamodb = new DynamoDBClient({});
   await ensureTable(dynamodb, settings.TOKEN_VENDOR_TABLE);

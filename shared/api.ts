@@ -1,5 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
@@ -102,10 +104,11 @@ function causeFields(error: VendorError): Record<string, unknown> {
   return error.cause === undefined ? {} : { cause: errorFields(error.cause) };
 }
 
-/** One grant family's Lambda handler: logger context, contract errors, and one call into the use case. */
-export function createTokenHandler(family: Family, deps: VendDeps, logger: Logger) {
+/** One grant family's Lambda handler: logger context, metrics, contract errors, and one call into the use case. */
+export function createTokenHandler(family: Family, deps: VendDeps, logger: Logger, metrics: Metrics) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics))
     .use(contractErrors(logger))
     .handler(async (event) => {
       const request = toVendRequest(family, event);

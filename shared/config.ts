@@ -30,6 +30,10 @@ const configSchema = z.object({
     .default('3')
     .transform(Number),
   TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: seconds(60),
+  /** The scheduled run starts no connector after this long (keep it well under the function timeout). */
+  TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: seconds(60),
+  /** A refresh-token connector is exercised at least this often, even when nobody vends it. */
+  TOKEN_VENDOR_IDLE_REFRESH_SECONDS: seconds(24 * 3600),
 });
 
 export interface Config {
@@ -46,6 +50,8 @@ export interface Config {
   readonly fetchDeadlineMs: number;
   readonly maxAttempts: number;
   readonly defaultMinTtlSeconds: number;
+  readonly rotateBudgetMs: number;
+  readonly idleRefreshMs: number;
 }
 
 /**
@@ -77,5 +83,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     fetchDeadlineMs: c.TOKEN_VENDOR_FETCH_DEADLINE_SECONDS * 1000,
     maxAttempts: c.TOKEN_VENDOR_MAX_ATTEMPTS,
     defaultMinTtlSeconds: c.TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS,
+    rotateBudgetMs: c.TOKEN_VENDOR_ROTATE_BUDGET_SECONDS * 1000,
+    idleRefreshMs: c.TOKEN_VENDOR_IDLE_REFRESH_SECONDS * 1000,
   };
 }

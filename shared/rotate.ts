@@ -1,11 +1,30 @@
-import { type ConnectorRef, parseConnector, refKey } from './connector.ts';
+import { type Connector, type ConnectorRef, parseConnector, refKey } from './connector.ts';
+import { type ConnectorHealth, healthOf } from './health.ts';
 import { errorFields } from './log.ts';
+import type { CachedToken, ConnectorState } from './token-store.ts';
 import type { VendDeps } from './vend.ts';
+
+export interface RotationOptions {
+  /** Connectors worked on at once. @default 16 */
+  readonly concurrency?: number;
+  /** No connector is started after this long, so the run ends well inside its timeout. @default 60 000 */
+  readonly budgetMs?: number;
+  /** A refresh-token connector is exercised at least this often, even when nobody vends it. @default 24 h */
+  readonly idleRefreshMs?: number;
+}
 
 export interface RotationReport {
   readonly connectors: number;
+  /** Tokens refreshed by this run. */
   readonly refreshed: number;
+  /** Connectors whose refresh failed in this run, or whose document is invalid. */
   readonly failed: number;
+  /** Left alone: in backoff after failures, or needing re-authorization. */
+  readonly skipped: number;
+  /** Not started because the run's budget was spent; the next run picks them up. */
+  readonly unreached: number;
+  readonly needsReauthorization: number;
+  readonly health: readonly ConnectorHealth[];
 }
 
 /** Runs `work` over `items` with at most `limit` in flight. */
@@ -20,40 +39,140 @@ async function forEachLimited<T>(items: readonly T[], limit: number, work: (item
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+type Outcome = 'refreshed' | 'fresh' | 'failed' | 'skipped' | 'unreached' | 'unmanaged';
+
 /**
- * The scheduled run: keeps refresh-token connectors and `prewarm` connectors fresh by refreshing, through the
- * same lease as vends, every default-scope token that is missing or past its refresh point. One connector's
- * failure never stops the others.
+ * The scheduled run: every refresh-token connector and every `prewarm` connector gets its default-scope token
+ * refreshed when it is missing, past its refresh point, or (refresh tokens) older than the idle interval, through
+ * the same lease as vends. Failing connectors wait out their backoff; connectors needing re-authorization are left
+ * alone until their document changes. One connector's failure never stops the others.
  */
-export async function rotateConnectors(deps: VendDeps, concurrency = 8): Promise<RotationReport> {
+export async function rotateConnectors(deps: VendDeps, options: RotationOptions = {}): Promise<RotationReport> {
+  const started = deps.now();
+  const budgetMs = options.budgetMs ?? 60_000;
+  const idleRefreshMs = options.idleRefreshMs ?? 24 * 3600_000;
   const refs = await deps.source.list();
-  let refreshed = 0;
-  let failed = 0;
-  await forEachLimited(refs, concurrency, async (ref: ConnectorRef) => {
+  const outcomes: Outcome[] = [];
+  const health: ConnectorHealth[] = [];
+
+  await forEachLimited(refs, options.concurrency ?? 16, async (ref: ConnectorRef) => {
+    if (deps.now() - started >= budgetMs) {
+      outcomes.push('unreached');
+      return;
+    }
+    let connector: Connector;
     try {
       const text = await deps.source.read(ref);
       if (text === undefined) return;
-      const connector = parseConnector(ref, text);
-      const { document } = connector;
-      if (document.grantType !== 'refresh_token' && document.prewarm !== true) return;
-      const tokenKey = `${refKey(ref)}#`;
-      const now = deps.now();
-      const cached = await deps.store.getToken(tokenKey, now);
-      if (cached !== undefined && cached.tokenRevision === connector.tokenRevision && cached.refreshAt > now) return;
+      connector = parseConnector(ref, text);
+    } catch (error) {
+      outcomes.push('failed');
+      deps.log.warn('scheduled refresh skipped an unreadable connector', {
+        connector: refKey(ref),
+        ...errorFields(error),
+      });
+      return;
+    }
+    if (connector.document.grantType !== 'refresh_token' && connector.document.prewarm !== true) {
+      outcomes.push('unmanaged');
+      return;
+    }
+    const outcome = await refreshOne(deps, connector, idleRefreshMs);
+    outcomes.push(outcome.result);
+    health.push(outcome.after);
+  });
+
+  const count = (result: Outcome) => outcomes.filter((outcome) => outcome === result).length;
+  const report: RotationReport = {
+    connectors: refs.length,
+    refreshed: count('refreshed'),
+    failed: count('failed'),
+    skipped: count('skipped'),
+    unreached: count('unreached'),
+    needsReauthorization: health.filter((entry) => entry.state === 'needs_reauthorization').length,
+    health: health.sort((a, b) => a.connector.localeCompare(b.connector)),
+  };
+  deps.metrics.count('ScheduledRefreshes', report.refreshed);
+  deps.metrics.count('ScheduledRunFailures', report.failed);
+  deps.metrics.count('ConnectorsFailing', health.filter((entry) => entry.state === 'failing').length);
+  deps.metrics.count('ConnectorsNeedingReauthorization', report.needsReauthorization);
+  const { health: _, ...summary } = report;
+  deps.log.info('scheduled rotation finished', { ...summary, durationMs: deps.now() - started });
+  return report;
+}
+
+function isDue(
+  token: CachedToken | undefined,
+  connector: Connector,
+  state: ConnectorState,
+  now: number,
+  idleMs: number,
+) {
+  if (state.journal !== undefined && !state.journal.written) return true;
+  if (token === undefined || token.tokenRevision !== connector.tokenRevision || now >= token.refreshAt) return true;
+  return connector.document.grantType === 'refresh_token' && now - token.issuedAt >= idleMs;
+}
+
+async function refreshOne(
+  deps: VendDeps,
+  connector: Connector,
+  idleRefreshMs: number,
+): Promise<{ result: Outcome; after: ConnectorHealth }> {
+  const connectorKey = refKey(connector.ref);
+  let state: ConnectorState;
+  try {
+    state = await deps.store.getState(connectorKey);
+  } catch (error) {
+    deps.log.warn('scheduled refresh could not read connector state', {
+      connector: connectorKey,
+      ...errorFields(error),
+    });
+    return {
+      result: 'failed',
+      after: { connector: connectorKey, state: 'failing', lastError: 'upstream_unavailable' },
+    };
+  }
+  const before = healthOf(connector, state);
+  const now = deps.now();
+  const backingOff = before.state === 'failing' && (state.failure?.nextAttemptAt ?? 0) > now;
+  if (before.state === 'needs_reauthorization' || backingOff) return { result: 'skipped', after: before };
+
+  const tokenKey = `${connectorKey}#`;
+  let result: Outcome = 'fresh';
+  try {
+    const cached = await deps.store.getToken(tokenKey, now);
+    if (isDue(cached, connector, state, now, idleRefreshMs)) {
+      // A pending journal write is completed by a refresh, so nothing another holder stored counts then.
+      const pending = state.journal !== undefined && !state.journal.written;
       const token = await deps.fetcher.fetch(
-        { connector, tokenKey, scope: document.scope },
-        { accept: (candidate) => candidate.refreshAt > deps.now(), background: true },
+        { connector, tokenKey, scope: connector.document.scope },
+        {
+          accept: (candidate) =>
+            !pending && candidate.refreshAt > deps.now() && deps.now() - candidate.issuedAt < idleRefreshMs,
+          background: true,
+        },
       );
       if (token !== undefined) {
         deps.memory.set(tokenKey, token, deps.now());
-        refreshed += 1;
+        result = 'refreshed';
       }
-    } catch (error) {
-      failed += 1;
-      deps.log.warn('scheduled refresh failed', { connector: refKey(ref), ...errorFields(error) });
     }
-  });
-  const report = { connectors: refs.length, refreshed, failed };
-  deps.log.info('scheduled rotation finished', { ...report });
-  return report;
+  } catch (error) {
+    result = 'failed';
+    deps.log.warn('scheduled refresh failed', { connector: connectorKey, ...errorFields(error) });
+  }
+  const after =
+    result === 'fresh' ? before : healthOf(connector, await deps.store.getState(connectorKey).catch(() => state));
+  if (after.state !== before.state) {
+    deps.metrics.count('HealthStateChanges');
+    const log = after.state === 'ok' ? deps.log.info : deps.log.warn;
+    log('connector health changed', {
+      connector: connectorKey,
+      from: before.state,
+      to: after.state,
+      lastError: after.lastError,
+      upstreamError: after.upstreamError,
+    });
+  }
+  return { result, after };
 }

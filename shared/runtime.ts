@@ -7,6 +7,7 @@ import { FileConnectorSource } from './connector-source-file.ts';
 import { SecretsManagerConnectorSource } from './connector-source-secrets-manager.ts';
 import { createHttpClient, type HttpClient } from './http.ts';
 import type { Log } from './log.ts';
+import { type MetricsSink, noMetrics } from './metrics.ts';
 import { TokenFetcher } from './token-fetcher.ts';
 import type { TokenStore } from './token-store.ts';
 import { DynamoDBTokenStore } from './token-store-dynamodb.ts';
@@ -17,6 +18,7 @@ export interface RuntimeOverrides {
   readonly store?: TokenStore;
   readonly http?: HttpClient;
   readonly now?: () => number;
+  readonly metrics?: MetricsSink;
 }
 
 /**
@@ -64,6 +66,7 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
     now,
     log,
     memory: new TokenMemory(),
+    metrics: overrides.metrics ?? noMetrics,
     settings: {
       network: { allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks },
       forcedRefreshSpacingMs: config.forcedRefreshSpacingMs,

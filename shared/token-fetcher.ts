@@ -135,23 +135,23 @@ export class TokenFetcher {
 
     const state = await store.getState(connectorKey);
     const connector = await this.#currentConnector(target.connector);
-    if (
-      state.failure !== undefined &&
-      state.failure.at >= started &&
-      state.failure.tokenRevision === connector.tokenRevision
-    ) {
+    if (state.failure !== undefined && state.failure.at >= started && state.failure.revision === connector.revision) {
       // The holder before us failed while we waited: share its answer rather than multiply load on the server.
       throw failureError(state.failure);
     }
     const openUntil = state.failure?.openUntil;
-    if (openUntil !== undefined && openUntil > now() && state.failure?.tokenRevision === connector.tokenRevision) {
+    if (openUntil !== undefined && openUntil > now() && state.failure?.revision === connector.revision) {
       // Circuit open: the server failed repeatedly; calling it again now would only add load to an outage.
       throw new VendorError('upstream_unavailable', 'The token server keeps failing; the vendor is backing off.', {
         retryAfterSeconds: Math.ceil((openUntil - now()) / 1000),
       });
     }
     const isRefreshGrant = connector.document.grantType === 'refresh_token';
-    if (isRefreshGrant && state.reauthorization?.revision === connector.revision) {
+    if (
+      isRefreshGrant &&
+      state.reauthorization?.revision === connector.revision &&
+      state.reauthorization.upstreamError === 'invalid_grant'
+    ) {
       throw needsReauthorization(state.reauthorization.upstreamError);
     }
     const refreshToken = isRefreshGrant ? await this.#newestRefreshToken(connector, state.journal) : undefined;
@@ -289,21 +289,28 @@ export class TokenFetcher {
     if (!(error instanceof VendorError)) return;
     const connectorKey = refKey(connector.ref);
     const at = this.#deps.now();
-    const consecutive = (previous?.tokenRevision === connector.tokenRevision ? previous.consecutive : 0) + 1;
+    const consecutive = (previous?.revision === connector.revision ? previous.consecutive : 0) + 1;
     const failure: TokenFailure = {
       at,
       code: error.code,
       upstreamError: error.upstreamError,
-      tokenRevision: connector.tokenRevision,
+      revision: connector.revision,
       consecutive,
       openUntil:
         error.code === 'upstream_unavailable' ? circuitOpenUntil(at, consecutive, this.#deps.random) : undefined,
+      nextAttemptAt: scheduledRetryAt(at, consecutive, this.#deps.random),
     };
+    // A refused refresh token or client will not start working by itself: only a new document helps.
+    const broken =
+      (isRefreshGrant && error.upstreamError === 'invalid_grant') || error.upstreamError === 'invalid_client';
     try {
       await this.#deps.store.recordFailure(connectorKey, failure);
-      if (isRefreshGrant && error.upstreamError === 'invalid_grant') {
-        await this.#deps.store.markNeedsReauthorization(connectorKey, connector.revision, 'invalid_grant');
-        this.#deps.log.error('refresh token rejected: connector needs re-authorization', { connector: connectorKey });
+      if (broken && error.upstreamError !== undefined) {
+        await this.#deps.store.markNeedsReauthorization(connectorKey, connector.revision, error.upstreamError);
+        this.#deps.log.error('connector needs re-authorization', {
+          connector: connectorKey,
+          upstreamError: error.upstreamError,
+        });
       }
     } catch (storeError) {
       this.#deps.log.warn('could not record a token failure', { connector: connectorKey, ...errorFields(storeError) });
@@ -340,6 +347,15 @@ const CIRCUIT_MAX_MS = 60_000;
 export function circuitOpenUntil(at: number, consecutive: number, random: () => number): number | undefined {
   if (consecutive < CIRCUIT_THRESHOLD) return undefined;
   const base = Math.min(CIRCUIT_MAX_MS, CIRCUIT_BASE_MS * 2 ** (consecutive - CIRCUIT_THRESHOLD));
+  return Math.round(at + base * (0.8 + 0.4 * random()));
+}
+
+const RETRY_BASE_MS = 60_000;
+const RETRY_MAX_MS = 3_600_000;
+
+/** When the schedule tries a failing connector again: 1 min, doubling per failure up to 1 h, ±20 % jitter. */
+export function scheduledRetryAt(at: number, consecutive: number, random: () => number): number {
+  const base = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.max(0, consecutive - 1));
   return Math.round(at + base * (0.8 + 0.4 * random()));
 }
 

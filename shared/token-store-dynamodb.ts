@@ -113,9 +113,10 @@ export class DynamoDBTokenStore implements TokenStore {
               at: failureAt,
               code: str(Item.failureCode) ?? 'upstream_unavailable',
               upstreamError: str(Item.failureUpstreamError),
-              tokenRevision: str(Item.failureTokenRevision) ?? '',
+              revision: str(Item.failureRevision) ?? '',
               consecutive: num(Item.failureCount) ?? 1,
               openUntil: num(Item.failureOpenUntil),
+              nextAttemptAt: num(Item.failureNextAttemptAt),
             },
     };
   }
@@ -201,28 +202,26 @@ export class DynamoDBTokenStore implements TokenStore {
   }
 
   async recordFailure(connectorKey: string, failure: TokenFailure): Promise<void> {
-    const { upstreamError, openUntil } = failure;
-    const sets = [
-      'failureAt = :at',
-      'failureCode = :code',
-      'failureTokenRevision = :revision',
-      'failureCount = :count',
-    ];
+    const { upstreamError, openUntil, nextAttemptAt } = failure;
+    const sets = ['failureAt = :at', 'failureCode = :code', 'failureRevision = :revision', 'failureCount = :count'];
     const removes: string[] = [];
     if (upstreamError === undefined) removes.push('failureUpstreamError');
     else sets.push('failureUpstreamError = :upstream');
     if (openUntil === undefined) removes.push('failureOpenUntil');
     else sets.push('failureOpenUntil = :openUntil');
+    if (nextAttemptAt === undefined) removes.push('failureNextAttemptAt');
+    else sets.push('failureNextAttemptAt = :nextAttemptAt');
     await this.#update(
       connectorKey,
       `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`,
       {
         ':at': failure.at,
         ':code': failure.code,
-        ':revision': failure.tokenRevision,
+        ':revision': failure.revision,
         ':count': failure.consecutive,
         ...(upstreamError === undefined ? {} : { ':upstream': upstreamError }),
         ...(openUntil === undefined ? {} : { ':openUntil': openUntil }),
+        ...(nextAttemptAt === undefined ? {} : { ':nextAttemptAt': nextAttemptAt }),
       },
     );
   }
@@ -234,7 +233,7 @@ export class DynamoDBTokenStore implements TokenStore {
           TableName: this.#tableName,
           Key: stateKey(connectorKey),
           UpdateExpression:
-            'REMOVE failureAt, failureCode, failureTokenRevision, failureCount, failureUpstreamError, failureOpenUntil',
+            'REMOVE failureAt, failureCode, failureRevision, failureCount, failureUpstreamError, failureOpenUntil, failureNextAttemptAt',
         }),
       ),
     );

@@ -37,11 +37,14 @@ export interface TokenFailure {
   readonly at: number;
   readonly code: string;
   readonly upstreamError?: string | undefined;
-  readonly tokenRevision: string;
+  /** {@link Connector.revision} it happened with: a changed document starts afresh. */
+  readonly revision: string;
   /** Failures in a row, for backoff. */
   readonly consecutive: number;
   /** While in the future, the circuit is open: nobody calls the token server for this connector. */
   readonly openUntil?: number | undefined;
+  /** Before this, the schedule leaves the connector alone (its slower backoff). */
+  readonly nextAttemptAt?: number | undefined;
 }
 
 /** The right to talk to the token server for one connector. `fence` grows with every grant of the lease. */

@@ -13,6 +13,7 @@ import {
 import type { ConnectorSource } from './connector-source.ts';
 import { accessDenied, invalidRequest, misconfigured, VendorError } from './errors.ts';
 import { errorFields, type Log } from './log.ts';
+import type { MetricsSink } from './metrics.ts';
 import { type NetworkPolicy, refuseUrl } from './network-policy.ts';
 import { type Caller, isAllowed } from './principals.ts';
 import type { TokenFetcher } from './token-fetcher.ts';
@@ -57,6 +58,7 @@ export interface VendDeps {
   readonly log: Log;
   readonly settings: VendSettings;
   readonly memory: TokenMemory;
+  readonly metrics: MetricsSink;
 }
 
 const MIN_TTL = /^\d{1,9}$/;
@@ -210,6 +212,7 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
 
   const remembered = deps.memory.get(tokenKey, deps.now(), deps.settings.memoryStalenessMs);
   if (remembered !== undefined && serves(remembered)) {
+    deps.metrics.count('MemoryHits');
     refreshAheadIfDue(deps, target, remembered);
     return toVendResponse(connector, remembered, deps.now());
   }
@@ -221,14 +224,19 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
     return serveStillValid(deps, connector, deps.memory.peek(tokenKey, deps.now()), error);
   }
   if (stored !== undefined && serves(stored)) {
+    deps.metrics.count('TableHits');
     deps.memory.set(tokenKey, stored, deps.now());
     refreshAheadIfDue(deps, target, stored);
     return toVendResponse(connector, stored, deps.now());
   }
   let fetched: CachedToken | undefined;
+  const fetchStarted = deps.now();
   try {
     fetched = await deps.fetcher.fetch(target, { accept: serves });
+    deps.metrics.count('TokenFetches');
+    deps.metrics.milliseconds('TokenFetchLatency', deps.now() - fetchStarted);
   } catch (error) {
+    deps.metrics.count('TokenFetchFailures');
     const fallback = stored?.tokenRevision === connector.tokenRevision ? stored : undefined;
     return serveStillValid(deps, connector, fallback, error);
   }
@@ -249,6 +257,7 @@ function serveStillValid(
 ): VendResponse {
   const unavailable = error instanceof VendorError && error.code === 'upstream_unavailable';
   if (!unavailable || token === undefined || token.expiresAt <= deps.now()) throw error;
+  deps.metrics.count('StillValidServed');
   deps.log.warn('serving a still-valid cached token while the refresh fails', {
     connector: refKey(connector.ref),
     ...errorFields(error),

@@ -44,6 +44,9 @@ describe('Function: loadConfig', () => {
       TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: '20',
       TOKEN_VENDOR_MAX_ATTEMPTS: '2',
       TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: '120',
+      TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS: 'true',
+      TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: '240',
+      TOKEN_VENDOR_IDLE_REFRESH_SECONDS: '3600',
     });
 
     // Assess
@@ -60,6 +63,9 @@ describe('Function: loadConfig', () => {
       fetchDeadlineMs: 20_000,
       maxAttempts: 2,
       defaultMinTtlSeconds: 120,
+      allowPrivateNetworks: true,
+      rotateBudgetMs: 240_000,
+      idleRefreshMs: 3_600_000,
     });
   });
 

@@ -1,0 +1,220 @@
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rotateConnectors } from '../../shared/rotate.ts';
+import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
+import { type OidcServer, startOidcServer } from '../support/oidc.ts';
+import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
+
+/** A loopback port with nothing listening: a dead token server. */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return typeof address === 'object' && address !== null ? address.port : 1;
+}
+
+function manualClock(start = Date.now()) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+const FAST = {
+  TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '0.5',
+  TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: '1',
+  TOKEN_VENDOR_MAX_ATTEMPTS: '1',
+};
+
+describe('Scheduled rotation and health', () => {
+  let oidc: OidcServer;
+  let scripted: ScriptedServer;
+  let harness: Harness;
+
+  beforeAll(async () => {
+    oidc = await startOidcServer({
+      clients: [
+        {
+          client_id: 'sched-rt',
+          client_secret: 'sched-secret',
+          token_endpoint_auth_method: 'client_secret_basic',
+          grant_types: ['refresh_token'],
+        },
+      ],
+      accessTokenTtl: 100,
+    });
+    scripted = await startScriptedServer(() => tokenAnswer({ expires_in: 100 }));
+    harness = await startHarness();
+  });
+  afterAll(async () => {
+    await harness.close();
+    await scripted.close();
+    await oidc.close();
+  });
+
+  it('refreshes near-expiry tokens on schedule so that vends then hit the cache', async () => {
+    // Prepare
+    await harness.writeConnector('refresh-token', 'near-expiry', {
+      grantType: 'refresh_token',
+      tokenUrl: oidc.tokenUrl,
+      clientId: 'sched-rt',
+      clientSecret: 'sched-secret',
+      refreshToken: await oidc.issueRefreshToken('sched-rt'),
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    const clock = manualClock();
+    const vendor = harness.vendor({ now: clock.now });
+    const first = await vendor.vend('refresh-token', 'near-expiry');
+    clock.advance(45_000);
+
+    // Act
+    const report = await rotateConnectors(vendor.deps);
+    const requestsAfterSchedule = oidc.tokenRequests();
+    const vended = await harness.vendor({ now: clock.now }).vend('refresh-token', 'near-expiry');
+
+    // Assess
+    expect(report.refreshed).toBeGreaterThanOrEqual(1);
+    expect(vended.access_token).not.toBe(first.access_token);
+    expect(vended.expires_in).toBe(100);
+    expect(oidc.tokenRequests()).toBe(requestsAfterSchedule);
+    expect(oidc.reuses()).toBe(0);
+  });
+
+  it('exercises an idle refresh token at least once per interval even when its access token lives long', async () => {
+    // Prepare
+    const server = await startScriptedServer((request) =>
+      tokenAnswer({ expires_in: 30 * 24 * 3600, refresh_token: `${request.form.get('refresh_token')}+` }),
+    );
+    await harness.writeConnector('refresh-token', 'idle', {
+      grantType: 'refresh_token',
+      tokenUrl: server.url,
+      clientId: 'c',
+      clientSecret: 's',
+      refreshToken: 'idle-rt',
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    const clock = manualClock();
+    const vendor = harness.vendor({ now: clock.now });
+    await rotateConnectors(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
+    const afterFirst = server.requests.length;
+
+    // Act
+    clock.advance(12 * 3600_000);
+    await rotateConnectors(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
+    const afterHalfDay = server.requests.length;
+    clock.advance(13 * 3600_000);
+    await rotateConnectors(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
+    await server.close();
+
+    // Assess
+    expect(afterHalfDay).toBe(afterFirst);
+    expect(server.requests.length).toBe(afterFirst + 1);
+    expect((await harness.readConnector('refresh-token', 'idle')).refreshToken).toBe('idle-rt++');
+  });
+
+  it('marks only the connector with a dead token server as failing, and backs off instead of retrying every run', async () => {
+    // Prepare
+    const port = await deadPort();
+    const document = (tokenUrl: string) => ({
+      grantType: 'client_credentials',
+      tokenUrl,
+      clientId: 'c',
+      clientSecret: 's',
+      prewarm: true,
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    await harness.writeConnector('client-credentials', 'dead', document(`http://127.0.0.1:${port}/token`));
+    await harness.writeConnector('client-credentials', 'alive', document(scripted.url));
+    const clock = manualClock();
+    const vendor = harness.vendor({ now: clock.now, env: FAST });
+    const startedAt = clock.now();
+
+    // Act
+    const first = await rotateConnectors(vendor.deps);
+    clock.advance(10_000);
+    const second = await rotateConnectors(vendor.deps);
+    clock.advance(3 * 60_000);
+    const third = await rotateConnectors(vendor.deps);
+
+    // Assess
+    const healthIn = (report: typeof first, name: string) => report.health.find((entry) => entry.connector === name);
+    expect(healthIn(first, 'client-credentials/dead')).toMatchObject({
+      state: 'failing',
+      consecutiveFailures: 1,
+      lastError: 'upstream_unavailable',
+    });
+    expect(healthIn(first, 'client-credentials/alive')).toMatchObject({ state: 'ok' });
+    const nextAttempt = Date.parse(healthIn(first, 'client-credentials/dead')?.nextAttemptAt ?? '');
+    expect(nextAttempt).toBeGreaterThanOrEqual(startedAt + 48_000);
+    expect(nextAttempt).toBeLessThanOrEqual(startedAt + 72_000);
+    expect(second.skipped).toBeGreaterThanOrEqual(1);
+    expect(healthIn(second, 'client-credentials/dead')).toMatchObject({ state: 'failing', consecutiveFailures: 1 });
+    expect(healthIn(third, 'client-credentials/dead')).toMatchObject({ state: 'failing', consecutiveFailures: 2 });
+    expect(healthIn(third, 'client-credentials/alive')).toMatchObject({ state: 'ok' });
+  });
+
+  it('moves a refresh-token connector to needs_reauthorization on invalid_grant and leaves it alone until its document changes', async () => {
+    // Prepare
+    const document = {
+      grantType: 'refresh_token',
+      tokenUrl: oidc.tokenUrl,
+      clientId: 'sched-rt',
+      clientSecret: 'sched-secret',
+      refreshToken: 'revoked-long-ago',
+      allowedPrincipals: [CALLER_ROLE],
+    };
+    await harness.writeConnector('refresh-token', 'revoked', document);
+    const vendor = harness.vendor();
+
+    // Act
+    const first = await rotateConnectors(vendor.deps);
+    const requestsAfterFirst = oidc.tokenRequests();
+    const second = await rotateConnectors(vendor.deps);
+    const requestsWhileBroken = oidc.tokenRequests() - requestsAfterFirst;
+    await harness.writeConnector('refresh-token', 'revoked', {
+      ...document,
+      refreshToken: await oidc.issueRefreshToken('sched-rt'),
+    });
+    const repaired = await rotateConnectors(vendor.deps);
+
+    // Assess
+    const healthIn = (report: typeof first) =>
+      report.health.find((entry) => entry.connector === 'refresh-token/revoked');
+    expect(healthIn(first)).toMatchObject({ state: 'needs_reauthorization', upstreamError: 'invalid_grant' });
+    expect(first.needsReauthorization).toBeGreaterThanOrEqual(1);
+    expect(healthIn(second)).toMatchObject({ state: 'needs_reauthorization' });
+    expect(requestsWhileBroken).toBe(0);
+    expect(healthIn(repaired)).toMatchObject({ state: 'ok' });
+  });
+
+  it('goes through 200 connectors on a slow token server within the run budget', async () => {
+    // Prepare: a separate folder of 200 prewarm connectors, a server that takes 200 ms per answer.
+    const slow = await startScriptedServer(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return tokenAnswer();
+    });
+    const many = await startHarness();
+    for (let index = 0; index < 200; index += 1) {
+      await many.writeConnector('client-credentials', `bulk-${index}`, {
+        grantType: 'client_credentials',
+        tokenUrl: slow.url,
+        clientId: 'c',
+        clientSecret: 's',
+        clientAuthentication: 'body',
+        prewarm: true,
+        allowedPrincipals: [CALLER_ROLE],
+      });
+    }
+    const started = Date.now();
+
+    // Act
+    const report = await rotateConnectors(many.vendor().deps, { budgetMs: 20_000, concurrency: 16 });
+    const elapsed = Date.now() - started;
+    await many.close();
+    await slow.close();
+
+    // Assess: every connector refreshed, one request each, and the run ended inside its budget.
+    expect(report).toMatchObject({ connectors: 200, refreshed: 200, failed: 0, unreached: 0 });
+    expect(slow.requests).toHaveLength(200);
+    expect(elapsed).toBeLessThan(20_000);
+  }, 60_000);
+});
