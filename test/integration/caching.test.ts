@@ -3,7 +3,7 @@ import { parseConnector } from '../../shared/connector.ts';
 import { rotateConnectors } from '../../shared/rotate.ts';
 import type { CachedToken } from '../../shared/token-store.ts';
 import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
-import { CALLER_ROLE, dynamoClient, type Harness, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, dynamoClient, type Harness, manualClock, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
 /** The real DynamoDB store, counting token reads. */
@@ -13,12 +13,6 @@ class CountingStore extends DynamoDBTokenStore {
     this.reads += 1;
     return super.getToken(key, now);
   }
-}
-
-/** A clock the test moves; everything the vendor decides by time reads it. */
-function manualClock(start = Date.now()) {
-  let now = start;
-  return { now: () => now, advance: (ms: number) => (now += ms) };
 }
 
 describe('Caching and refresh ahead', () => {

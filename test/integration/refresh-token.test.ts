@@ -1,29 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConnectorRef } from '../../shared/connector.ts';
-import type { ConnectorSource } from '../../shared/connector-source.ts';
-import { FileConnectorSource } from '../../shared/connector-source-file.ts';
-import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, type Harness, SwitchableSource, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
-
-/** A connector store whose refresh-token writes fail while `failing` is set: a Secrets Manager outage. */
-class FlakySource implements ConnectorSource {
-  failing = true;
-  readonly #inner: FileConnectorSource;
-  constructor(dir: string) {
-    this.#inner = new FileConnectorSource(dir);
-  }
-  read(ref: ConnectorRef) {
-    return this.#inner.read(ref);
-  }
-  list() {
-    return this.#inner.list();
-  }
-  async writeRefreshToken(ref: ConnectorRef, refreshToken: string) {
-    if (this.failing) throw new Error('connector store unavailable');
-    await this.#inner.writeRefreshToken(ref, refreshToken);
-  }
-}
 
 describe('Integration: refresh_token against oidc-provider with rotation', () => {
   let oidc: OidcServer;
@@ -145,7 +123,8 @@ describe('Integration: refresh_token against oidc-provider with rotation', () =>
     // Prepare
     const document = await connector();
     await harness.writeConnector('refresh-token', 'flaky', document);
-    const source = new FlakySource(harness.connectorsDir);
+    const source = new SwitchableSource(harness.connectorsDir);
+    source.failing = true;
     const vendor = harness.vendor({ source, env: { TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0' } });
 
     // Act: the first vend rotates, but the write fails; the journal must carry the new token.

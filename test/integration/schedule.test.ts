@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rotateConnectors } from '../../shared/rotate.ts';
-import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, type Harness, manualClock, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
@@ -12,11 +12,6 @@ async function deadPort(): Promise<number> {
   const address = server.address();
   await new Promise((resolve) => server.close(resolve));
   return typeof address === 'object' && address !== null ? address.port : 1;
-}
-
-function manualClock(start = Date.now()) {
-  let now = start;
-  return { now: () => now, advance: (ms: number) => (now += ms) };
 }
 
 const FAST = {

@@ -1,33 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConnectorRef } from '../../shared/connector.ts';
 import type { ConnectorSource } from '../../shared/connector-source.ts';
-import { FileConnectorSource } from '../../shared/connector-source-file.ts';
 import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
-import { CALLER_ROLE, type FaultRule, faultyDynamoClient, type Harness, startHarness } from '../support/harness.ts';
+import {
+  CALLER_ROLE,
+  type FaultRule,
+  faultyDynamoClient,
+  type Harness,
+  SwitchableSource,
+  startHarness,
+} from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 /** Writes after the token server answered: journal, token, journal-written mark. */
 const afterAnswerWrites: FaultRule = (command, input) =>
   command === 'PutItemCommand' || (command === 'UpdateItemCommand' && /journal/.test(String(input.UpdateExpression)));
 const never: FaultRule = () => false;
-
-class SwitchableSource implements ConnectorSource {
-  failing = false;
-  readonly #inner: FileConnectorSource;
-  constructor(dir: string) {
-    this.#inner = new FileConnectorSource(dir);
-  }
-  read(ref: ConnectorRef) {
-    return this.#inner.read(ref);
-  }
-  list() {
-    return this.#inner.list();
-  }
-  async writeRefreshToken(ref: ConnectorRef, refreshToken: string) {
-    if (this.failing) throw new Error('connector store unavailable');
-    await this.#inner.writeRefreshToken(ref, refreshToken);
-  }
-}
 
 describe('Store faults', () => {
   let oidc: OidcServer;

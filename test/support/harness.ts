@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { loadConfig } from '../../shared/config.ts';
-import type { Family } from '../../shared/connector.ts';
+import type { ConnectorRef, Family } from '../../shared/connector.ts';
 import type { ConnectorSource } from '../../shared/connector-source.ts';
+import { FileConnectorSource } from '../../shared/connector-source-file.ts';
 import type { HttpClient } from '../../shared/http.ts';
 import type { Log } from '../../shared/log.ts';
 import { createVendDeps } from '../../shared/runtime.ts';
@@ -19,6 +20,31 @@ export const CALLER = { arn: 'arn:aws:sts::111122223333:assumed-role/workload/se
 export const CALLER_ROLE = 'arn:aws:iam::111122223333:role/workload';
 
 export const localCredentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+/** A clock the test moves; everything the vendor decides by time reads it. */
+export function manualClock(start = Date.now()) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+/** The file connector store, whose refresh-token writes fail while `failing` is set: a Secrets Manager outage. */
+export class SwitchableSource implements ConnectorSource {
+  failing = false;
+  readonly #inner: FileConnectorSource;
+  constructor(dir: string) {
+    this.#inner = new FileConnectorSource(dir);
+  }
+  read(ref: ConnectorRef) {
+    return this.#inner.read(ref);
+  }
+  list() {
+    return this.#inner.list();
+  }
+  async writeRefreshToken(ref: ConnectorRef, refreshToken: string) {
+    if (this.failing) throw new Error('connector store unavailable');
+    await this.#inner.writeRefreshToken(ref, refreshToken);
+  }
+}
 
 /** Log lines kept in memory, so tests can look for secrets in them. */
 export class CapturedLog implements Log {
