@@ -63,6 +63,8 @@ export class TokenFetcher {
   readonly #owner: string;
   /** In-process single flight: concurrent callers in one process share one lease wait. */
   readonly #inFlight = new Map<string, Promise<CachedToken | undefined>>();
+  /** When this process last tried a refresh ahead, per token key. */
+  readonly #backgroundTries = new Map<string, number>();
   /**
    * Rotated refresh tokens that neither the table nor the connector store took (both down): the last copy is here,
    * and it is used and written again by the next refresh in this process.
@@ -80,6 +82,12 @@ export class TokenFetcher {
     if (running !== undefined) {
       const token = await running;
       if (token === undefined || options.accept(token)) return token;
+    }
+    if (options.background === true) {
+      // Every request past a token's refresh point asks for a refresh ahead; one try per second per key is enough.
+      const last = this.#backgroundTries.get(target.tokenKey) ?? Number.NEGATIVE_INFINITY;
+      if (this.#deps.now() - last < BACKGROUND_RETRY_MS) return undefined;
+      this.#backgroundTries.set(target.tokenKey, this.#deps.now());
     }
     const flight = this.#fetchAcrossProcesses(target, options).finally(() => this.#inFlight.delete(flightKey));
     this.#inFlight.set(flightKey, flight);
@@ -337,6 +345,8 @@ function failureError(failure: { code: string; upstreamError?: string | undefine
     ...(failure.upstreamError === undefined ? {} : { upstreamError: failure.upstreamError }),
   });
 }
+
+const BACKGROUND_RETRY_MS = 1_000;
 
 /** After this many transient failures in a row, the circuit opens. */
 const CIRCUIT_THRESHOLD = 3;
