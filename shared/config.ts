@@ -32,6 +32,9 @@ const configSchema = z.object({
   TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: seconds(60),
   /** The scheduled run starts no connector after this long (keep it well under the function timeout). */
   TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: seconds(60),
+  /** Lambda sets AWS_LAMBDA_FUNCTION_NAME; there refresh ahead runs inline (see vend.ts). */
+  AWS_LAMBDA_FUNCTION_NAME: z.string().optional(),
+  TOKEN_VENDOR_REFRESH_AHEAD: z.enum(['background', 'inline']).optional(),
   /** A refresh-token connector is exercised at least this often, even when nobody vends it. */
   TOKEN_VENDOR_IDLE_REFRESH_SECONDS: seconds(24 * 3600),
 });
@@ -51,6 +54,7 @@ export interface Config {
   readonly maxAttempts: number;
   readonly defaultMinTtlSeconds: number;
   readonly rotateBudgetMs: number;
+  readonly refreshAhead: 'background' | 'inline';
   readonly idleRefreshMs: number;
 }
 
@@ -84,6 +88,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     maxAttempts: c.TOKEN_VENDOR_MAX_ATTEMPTS,
     defaultMinTtlSeconds: c.TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS,
     rotateBudgetMs: c.TOKEN_VENDOR_ROTATE_BUDGET_SECONDS * 1000,
+    refreshAhead: c.TOKEN_VENDOR_REFRESH_AHEAD ?? (c.AWS_LAMBDA_FUNCTION_NAME === undefined ? 'background' : 'inline'),
     idleRefreshMs: c.TOKEN_VENDOR_IDLE_REFRESH_SECONDS * 1000,
   };
 }

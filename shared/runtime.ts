@@ -72,6 +72,7 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
       forcedRefreshSpacingMs: config.forcedRefreshSpacingMs,
       memoryStalenessMs: config.memoryStalenessMs,
       defaultMinTtlSeconds: config.defaultMinTtlSeconds,
+      refreshAhead: config.refreshAhead,
     },
   };
 }

@@ -48,6 +48,8 @@ export interface VendSettings {
   /** How long a token held in memory is served without looking at the table again. */
   readonly memoryStalenessMs: number;
   readonly defaultMinTtlSeconds: number;
+  /** `background` in a long-lived process; `inline` in Lambda (see refreshAheadIfDue). */
+  readonly refreshAhead: 'background' | 'inline';
 }
 
 export interface VendDeps {
@@ -213,8 +215,7 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
   const remembered = deps.memory.get(tokenKey, deps.now(), deps.settings.memoryStalenessMs);
   if (remembered !== undefined && serves(remembered)) {
     deps.metrics.count('MemoryHits');
-    refreshAheadIfDue(deps, target, remembered);
-    return toVendResponse(connector, remembered, deps.now());
+    return toVendResponse(connector, await refreshAheadIfDue(deps, target, remembered), deps.now());
   }
   let stored: CachedToken | undefined;
   try {
@@ -226,8 +227,7 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
   if (stored !== undefined && serves(stored)) {
     deps.metrics.count('TableHits');
     deps.memory.set(tokenKey, stored, deps.now());
-    refreshAheadIfDue(deps, target, stored);
-    return toVendResponse(connector, stored, deps.now());
+    return toVendResponse(connector, await refreshAheadIfDue(deps, target, stored), deps.now());
   }
   let fetched: CachedToken | undefined;
   const fetchStarted = deps.now();
@@ -295,22 +295,30 @@ async function forceRefresh(
   return token;
 }
 
-/** Past its refresh point, a served token triggers one background refresh; callers never wait on it. */
-function refreshAheadIfDue(
+/**
+ * Past its refresh point, a served token triggers one refresh ahead through the lease; the token itself is still
+ * good to serve. In a long-lived process (local mode) the refresh runs detached and no caller waits. In Lambda a
+ * detached promise freezes with the container between invocations, which could strand a rotated refresh token
+ * mid-exchange, so there the one caller that wins the lease waits for it (everyone else is served at once).
+ */
+async function refreshAheadIfDue(
   deps: VendDeps,
   target: { connector: Connector; tokenKey: string; scope: string | undefined },
   token: CachedToken,
-): void {
-  if (deps.now() < token.refreshAt) return;
-  deps.fetcher
+): Promise<CachedToken> {
+  if (deps.now() < token.refreshAt) return token;
+  const refresh = deps.fetcher
     .fetch(target, { accept: (candidate) => candidate.refreshAt > deps.now(), background: true })
     .then((fresh) => {
       if (fresh !== undefined) deps.memory.set(target.tokenKey, fresh, deps.now());
+      return fresh ?? token;
     })
     .catch((error: unknown) => {
       deps.log.warn('refresh ahead failed; the cached token is still served', {
         connector: refKey(target.connector.ref),
         ...errorFields(error),
       });
+      return token;
     });
+  return deps.settings.refreshAhead === 'inline' ? refresh : token;
 }

@@ -92,6 +92,32 @@ describe('Caching and refresh ahead', () => {
     expect(refreshed.expires_in).toBe(100);
   });
 
+  it('in Lambda, lets the one caller that wins the lease wait for the refresh ahead instead of leaving it frozen', async () => {
+    // Prepare
+    await harness.writeConnector('client-credentials', 'inline', {
+      grantType: 'client_credentials',
+      tokenUrl: server.url,
+      clientId: 'c',
+      clientSecret: 's',
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    const clock = manualClock();
+    const vendor = harness.vendor({
+      now: clock.now,
+      env: { AWS_LAMBDA_FUNCTION_NAME: 'token-vendor-client-credentials' },
+    });
+    const first = await vendor.vend('client-credentials', 'inline');
+
+    // Act
+    clock.advance(45_000);
+    const refreshedInline = await vendor.vend('client-credentials', 'inline');
+
+    // Assess
+    expect(vendor.deps.settings.refreshAhead).toBe('inline');
+    expect(refreshedInline.access_token).not.toBe(first.access_token);
+    expect(refreshedInline.expires_in).toBe(100);
+  });
+
   it('keeps refresh-token and prewarm connectors fresh on schedule, and one bad connector stops none', async () => {
     // Prepare
     const vendor = harness.vendor();

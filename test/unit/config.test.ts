@@ -65,6 +65,7 @@ describe('Function: loadConfig', () => {
       defaultMinTtlSeconds: 120,
       allowPrivateNetworks: true,
       rotateBudgetMs: 240_000,
+      refreshAhead: 'background',
       idleRefreshMs: 3_600_000,
     });
   });
