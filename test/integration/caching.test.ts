@@ -131,8 +131,8 @@ describe('Caching and refresh ahead', () => {
     expect(await cached('client-credentials/warm#')).toBeDefined();
     expect(await cached('refresh-token/kept#')).toBeDefined();
     expect(await cached('client-credentials/cold#')).toBeUndefined();
-    expect(report).toMatchObject({ connectors: 6, refreshed: 2, failed: 1, skipped: 0, unreached: 0 });
-    expect(again).toMatchObject({ connectors: 6, refreshed: 0, failed: 1 });
+    expect(report).toMatchObject({ connectors: 7, refreshed: 2, failed: 1, skipped: 0, unreached: 0 });
+    expect(again).toMatchObject({ connectors: 7, refreshed: 0, failed: 1 });
   });
 
   it('takes the shared lease for a background refresh, so it never races a vend', async () => {
