@@ -1,0 +1,248 @@
+import { ArnFormat, type Duration, type RemovalPolicy, Stack } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
+
+/**
+ * Some dependencies are CommonJS and call `require`; an ESM bundle has none, so the banner makes one.
+ * @see https://github.com/evanw/esbuild/issues/1921
+ */
+const ESM_REQUIRE_SHIM = "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
+
+/** The DynamoDB actions the token store sends (GetCommand, PutCommand, UpdateCommand, DeleteCommand), nothing else. */
+export const TOKEN_TABLE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+] as const;
+
+export interface TokenVendorFunctionProps {
+  /** Absolute path of the handler module (TypeScript, ESM) that exports `handler`. */
+  readonly entry: string;
+  /** Absolute path of the lock file; its folder is the project root esbuild bundles from. */
+  readonly depsLockFilePath: string;
+  /** What the function does, shown in the console. */
+  readonly description: string;
+  /** Longest run before Lambda stops the function. */
+  readonly timeout: Duration;
+  /** @default 512 */
+  readonly memorySize?: number;
+  /** Settings read by `loadConfig` and Powertools (the log level excepted). */
+  readonly environment: Readonly<Record<string, string>>;
+  /** How long the function's log group keeps its records. */
+  readonly logRetention: logs.RetentionDays;
+  /** What happens to the log group when it leaves the stack. */
+  readonly removalPolicy: RemovalPolicy;
+  /** Active X-Ray tracing. */
+  readonly tracing: boolean;
+  /** Level of the function's own log records (Powertools, and Lambda's filter of them). */
+  readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /**
+   * Retries of an asynchronous invocation (the schedule's).
+   * @default - Lambda's default (2)
+   */
+  readonly retryAttempts?: number;
+}
+
+/**
+ * One Node.js 24 arm64 Lambda function of the token vendor, bundled by the local esbuild into minified ESM, with
+ * its own log group and its own role. The role starts with nothing but writing to that log group; every other
+ * permission is added through a method that names exactly one table or one secret name prefix.
+ *
+ * @example
+ * const fn = new TokenVendorFunction(this, 'Password', {
+ *   entry: '/repo/functions/password.ts',
+ *   depsLockFilePath: '/repo/package-lock.json',
+ *   description: 'Vends tokens of password-grant connectors',
+ *   timeout: Duration.seconds(29),
+ *   environment: { TOKEN_VENDOR_TABLE: table.tableName },
+ *   logRetention: logs.RetentionDays.ONE_MONTH,
+ *   removalPolicy: RemovalPolicy.RETAIN,
+ *   tracing: false,
+ *   logLevel: 'INFO',
+ * });
+ * fn.grantTokenTable(table);
+ * fn.grantReadSecrets('token-vendor/password/');
+ */
+export class TokenVendorFunction extends Construct {
+  /** The Lambda function. */
+  public readonly function: nodejs.NodejsFunction;
+  /** The function's execution role; its only policies are the ones the grant methods add. */
+  public readonly role: iam.Role;
+  /** The function's log group. */
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: TokenVendorFunctionProps) {
+    super(scope, id);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention,
+      removalPolicy: props.removalPolicy,
+    });
+    // An own role instead of the default one: AWSLambdaBasicExecutionRole may write to every log group.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Execution role of ${id}`,
+    });
+    this.logGroup.grantWrite(this.role);
+
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      entry: props.entry,
+      handler: 'handler',
+      depsLockFilePath: props.depsLockFilePath,
+      description: props.description,
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: props.memorySize ?? 512,
+      timeout: props.timeout,
+      role: this.role,
+      logGroup: this.logGroup,
+      // Lambda filters JSON records by level; it must let through what Powertools writes.
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: lambda.ApplicationLogLevel[props.logLevel],
+      systemLogLevelV2: lambda.SystemLogLevel.INFO,
+      tracing: props.tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
+      ...(props.retryAttempts === undefined ? {} : { retryAttempts: props.retryAttempts }),
+      environment: {
+        ...props.environment,
+        POWERTOOLS_LOG_LEVEL: props.logLevel,
+        // Stack traces point into the TypeScript sources rather than the minified bundle.
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      bundling: {
+        forceDockerBundling: false,
+        format: nodejs.OutputFormat.ESM,
+        target: 'node24',
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        mainFields: ['module', 'main'],
+        banner: ESM_REQUIRE_SHIM,
+        // The SDK goes into the bundle so the versions in package-lock.json are the ones that run.
+        bundleAwsSDK: true,
+      },
+    });
+
+    if (props.tracing) {
+      acknowledge(
+        this.role.node.findChild('DefaultPolicy'),
+        'AwsSolutions-IAM5[Resource::*]',
+        'Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level permissions.',
+      );
+    }
+  }
+
+  /**
+   * Lets the function use exactly one token table: the item-level actions of the token store, on that table
+   * only. For a table encrypted with a customer-managed key, also the key use DynamoDB makes on the caller's
+   * behalf, and only through DynamoDB.
+   */
+  public grantTokenTable(table: dynamodb.ITable): void {
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: [...TOKEN_TABLE_ACTIONS], resources: [table.tableArn] }),
+    );
+    if (table.encryptionKey !== undefined) {
+      this.#grantKeyVia(table.encryptionKey, 'dynamodb', [
+        'kms:Decrypt',
+        'kms:Encrypt',
+        'kms:GenerateDataKey',
+        'kms:DescribeKey',
+      ]);
+    }
+  }
+
+  /**
+   * Lets the function read the secrets whose names start with `namePrefix` (which ends with `/`).
+   * @param key the customer-managed key the secrets are encrypted with, if any
+   */
+  public grantReadSecrets(namePrefix: string, key?: kms.IKey): void {
+    const resource = this.secretArnPattern(namePrefix);
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [resource] }),
+    );
+    this.#acknowledgeSecretWildcard(resource, namePrefix);
+    if (key !== undefined) this.#grantKeyVia(key, 'secretsmanager', ['kms:Decrypt'], namePrefix);
+  }
+
+  /**
+   * Lets the function write new versions of the secrets whose names start with `namePrefix` (which ends with `/`).
+   * @param key the customer-managed key the secrets are encrypted with, if any
+   * @see https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html PutSecretValue needs
+   *   kms:GenerateDataKey
+   */
+  public grantWriteSecrets(namePrefix: string, key?: kms.IKey): void {
+    const resource = this.secretArnPattern(namePrefix);
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['secretsmanager:PutSecretValue'], resources: [resource] }),
+    );
+    this.#acknowledgeSecretWildcard(resource, namePrefix);
+    if (key !== undefined) this.#grantKeyVia(key, 'secretsmanager', ['kms:GenerateDataKey'], namePrefix);
+  }
+
+  /**
+   * Lets the function list secret names (the scheduled run discovers connectors so). A policy of its own, so
+   * that its acknowledged wildcard covers this one action and nothing else.
+   */
+  public grantListSecrets(): iam.Policy {
+    const policy = new iam.Policy(this, 'ListSecretsPolicy', {
+      roles: [this.role],
+      statements: [new iam.PolicyStatement({ actions: ['secretsmanager:ListSecrets'], resources: ['*'] })],
+    });
+    acknowledge(
+      policy,
+      'AwsSolutions-IAM5[Resource::*]',
+      'secretsmanager:ListSecrets supports no resource-level permissions; it returns names and metadata, never ' +
+        'secret values, which this role may read only under the connector name prefix.',
+    );
+    return policy;
+  }
+
+  /** The ARN pattern of every secret whose name starts with `namePrefix` (Secrets Manager appends `-XXXXXX`). */
+  public secretArnPattern(namePrefix: string): string {
+    // Without the closing "/", "token-vendor/password" would also grant "token-vendor/password-reset/…".
+    if (!namePrefix.endsWith('/') || namePrefix.includes('*')) {
+      throw new Error(`A secret name prefix ends with "/" and has no wildcard: "${namePrefix}"`);
+    }
+    return Stack.of(this).formatArn({
+      service: 'secretsmanager',
+      resource: 'secret',
+      resourceName: `${namePrefix}*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+  }
+
+  #acknowledgeSecretWildcard(resource: string, namePrefix: string): void {
+    acknowledge(
+      this.role,
+      wildcardResourceFinding(this, resource),
+      `Connectors are secrets that operators add at run time, so they are granted by name: the wildcard covers the ` +
+        `names under "${namePrefix}" and the random suffix Secrets Manager appends to every secret ARN.`,
+    );
+  }
+
+  /**
+   * Key use limited to requests a service makes on the function's behalf; for Secrets Manager also to the secrets
+   * under the name prefix, through the encryption context Secrets Manager sets.
+   */
+  #grantKeyVia(key: kms.IKey, service: 'dynamodb' | 'secretsmanager', actions: string[], namePrefix?: string): void {
+    const stack = Stack.of(this);
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions,
+        resources: [key.keyArn],
+        conditions: {
+          StringEquals: { 'kms:ViaService': `${service}.${stack.region}.${stack.urlSuffix}` },
+          ...(namePrefix === undefined
+            ? {}
+            : { StringLike: { 'kms:EncryptionContext:SecretARN': this.secretArnPattern(namePrefix) } }),
+        },
+      }),
+    );
+  }
+}

@@ -1,0 +1,534 @@
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { FAMILIES, type Family } from '../shared/connector.ts';
+import { TABLE_KEY, TTL_ATTRIBUTE } from '../shared/token-store-dynamodb.ts';
+import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
+import { TokenVendorFunction } from './token-vendor-function.ts';
+
+/** Request rate limits of the API stage. */
+export interface TokenVendorThrottling {
+  /** Steady-state requests per second across all methods. @default 50 */
+  readonly rateLimit?: number;
+  /** Requests that may arrive at once above the steady rate. @default 100 */
+  readonly burstLimit?: number;
+}
+
+/** Log levels Powertools accepts in `POWERTOOLS_LOG_LEVEL`. */
+export type TokenVendorLogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+export interface TokenVendorProps {
+  /**
+   * Connectors are the Secrets Manager secrets named `<secretPrefix>/<family>/<connectorId>`.
+   * @default 'token-vendor'
+   */
+  readonly secretPrefix?: string;
+  /**
+   * Accounts (12-digit IDs) whose IAM principals the API's resource policy admits, besides the deploying account.
+   * Each caller still needs an identity policy allowing `execute-api:Invoke`, and the connector's
+   * `allowedPrincipals` must name it.
+   * @default - none: only the deploying account and `organizationId`
+   */
+  readonly trustedAccountIds?: readonly string[];
+  /**
+   * An AWS Organizations ID (`o-…`) whose IAM principals the resource policy admits (`aws:PrincipalOrgID`).
+   * @default - no organization
+   */
+  readonly organizationId?: string;
+  /**
+   * How often the scheduled function refreshes refresh-token and `prewarm` connectors: a whole number of
+   * minutes, or any EventBridge Scheduler expression.
+   * @default Duration.minutes(5)
+   */
+  readonly rotationSchedule?: Duration | scheduler.ScheduleExpression;
+  /**
+   * How long the functions' logs and the API's access logs are kept.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * A customer-managed key. The token table is encrypted with it, and the functions may use it (through Secrets
+   * Manager only, and only for connector secrets) to read and write connector secrets encrypted with it.
+   * @default - the table uses the AWS managed key `aws/dynamodb`; secrets are expected under `aws/secretsmanager`
+   */
+  readonly kmsKey?: kms.IKey;
+  /**
+   * What happens to the token table and the log groups when they leave the stack.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Whether the token table refuses deletion, by CloudFormation as by anyone else.
+   * @default true
+   */
+  readonly tableDeletionProtection?: boolean;
+  /**
+   * Least spacing, in seconds, of forced refreshes (`POST …/refresh`) per connector; `0` means no limit.
+   * @default 5
+   */
+  readonly forcedRefreshSeconds?: number;
+  /**
+   * Rate limits of the API stage.
+   * @default - 50 requests per second, bursts of 100
+   */
+  readonly throttling?: TokenVendorThrottling;
+  /**
+   * Active X-Ray tracing of the functions and the API stage.
+   * @default false
+   */
+  readonly tracing?: boolean;
+  /**
+   * The functions' log level.
+   * @default 'INFO'
+   */
+  readonly logLevel?: TokenVendorLogLevel;
+  /**
+   * CloudWatch namespace of the functions' metrics, and of the alarms on them.
+   * @default 'TokenVendor'
+   */
+  readonly metricsNamespace?: string;
+  /**
+   * A topic every alarm notifies when it goes into and out of alarm.
+   * @default - alarms without actions
+   */
+  readonly alarmTopic?: sns.ITopic;
+}
+
+/** Refused construct props; the message names the prop. */
+export class TokenVendorPropsError extends Error {
+  constructor(message: string) {
+    super(`TokenVendor: ${message}`);
+    this.name = 'TokenVendorPropsError';
+  }
+}
+
+const DEFAULTS = {
+  secretPrefix: 'token-vendor',
+  trustedAccountIds: [] as readonly string[],
+  rotationSchedule: Duration.minutes(5),
+  logRetention: logs.RetentionDays.ONE_MONTH,
+  removalPolicy: RemovalPolicy.RETAIN,
+  tableDeletionProtection: true,
+  forcedRefreshSeconds: 5,
+  throttling: { rateLimit: 50, burstLimit: 100 },
+  tracing: false,
+  logLevel: 'INFO',
+  metricsNamespace: 'TokenVendor',
+} as const;
+
+/** Powertools' `service` dimension, which Powertools adds to every metric. */
+export const SERVICE_NAME = 'token-vendor';
+/** The API's stage, the first segment of every path. */
+export const STAGE_NAME = 'v1';
+export const ACCOUNT_ID = /^\d{12}$/;
+export const ORGANIZATION_ID = /^o-[a-z0-9]{10,32}$/;
+/** The characters `loadConfig` accepts in the prefix, without a leading, trailing or doubled `/`. */
+const SECRET_PREFIX = /^[A-Za-z0-9_+=.@-]+(\/[A-Za-z0-9_+=.@-]+)*$/;
+const LOG_LEVELS: readonly string[] = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+type Resolved = Required<Omit<TokenVendorProps, 'organizationId' | 'kmsKey' | 'alarmTopic' | 'throttling'>> &
+  Pick<TokenVendorProps, 'organizationId' | 'kmsKey' | 'alarmTopic'> & {
+    readonly throttling: Required<TokenVendorThrottling>;
+  };
+
+/** Defaults merged under the caller's values, then every value checked; the first bad one is refused by name. */
+function resolveProps(props: TokenVendorProps): Resolved {
+  // An explicit `undefined` means "not given", as it does for every optional prop.
+  const given = Object.fromEntries(
+    Object.entries(props).filter(([, value]) => value !== undefined),
+  ) as Partial<TokenVendorProps>;
+  const resolved: Resolved = {
+    ...DEFAULTS,
+    ...given,
+    trustedAccountIds: [...new Set(props.trustedAccountIds ?? DEFAULTS.trustedAccountIds)],
+    throttling: {
+      rateLimit: props.throttling?.rateLimit ?? DEFAULTS.throttling.rateLimit,
+      burstLimit: props.throttling?.burstLimit ?? DEFAULTS.throttling.burstLimit,
+    },
+  };
+  if (!SECRET_PREFIX.test(resolved.secretPrefix)) {
+    throw new TokenVendorPropsError(
+      `secretPrefix "${resolved.secretPrefix}" must be segments of A-Z a-z 0-9 _+=.@- separated by single "/"`,
+    );
+  }
+  for (const accountId of resolved.trustedAccountIds) {
+    if (!ACCOUNT_ID.test(accountId)) {
+      throw new TokenVendorPropsError(`trustedAccountIds: "${accountId}" is not a 12-digit AWS account ID`);
+    }
+  }
+  if (resolved.organizationId !== undefined && !ORGANIZATION_ID.test(resolved.organizationId)) {
+    throw new TokenVendorPropsError(`organizationId "${resolved.organizationId}" does not match ${ORGANIZATION_ID}`);
+  }
+  const schedule = resolved.rotationSchedule;
+  if (schedule instanceof Duration && (schedule.toSeconds() < 60 || schedule.toSeconds() % 60 !== 0)) {
+    throw new TokenVendorPropsError(`rotationSchedule must be a whole number of minutes, not ${schedule}`);
+  }
+  const spacing = resolved.forcedRefreshSeconds;
+  if (!Number.isFinite(spacing) || spacing < 0 || spacing > 3600) {
+    throw new TokenVendorPropsError(`forcedRefreshSeconds must be between 0 and 3600, not ${spacing}`);
+  }
+  const { rateLimit, burstLimit } = resolved.throttling;
+  if (!Number.isFinite(rateLimit) || rateLimit <= 0) {
+    throw new TokenVendorPropsError(`throttling.rateLimit must be a positive number, not ${rateLimit}`);
+  }
+  if (!Number.isInteger(burstLimit) || burstLimit < 1) {
+    throw new TokenVendorPropsError(`throttling.burstLimit must be a positive integer, not ${burstLimit}`);
+  }
+  if (!LOG_LEVELS.includes(resolved.logLevel)) {
+    throw new TokenVendorPropsError(`logLevel must be one of ${LOG_LEVELS.join(', ')}, not ${resolved.logLevel}`);
+  }
+  if (!/^[A-Za-z0-9_./#:-]{1,255}$/.test(resolved.metricsNamespace) || resolved.metricsNamespace.startsWith('AWS/')) {
+    throw new TokenVendorPropsError(`metricsNamespace "${resolved.metricsNamespace}" is not a custom namespace`);
+  }
+  return resolved;
+}
+
+/**
+ * The OAuth 2.0 token vendor: one Lambda function per grant family behind an IAM-authorized REST API that other
+ * accounts may call, a scheduled function that keeps refresh-token and `prewarm` connectors fresh, the token
+ * table, and alarms. Every role may do only what its function does: read its own family's secrets, write
+ * refresh-token secrets (the refresh-token and scheduled functions only), and use the token table.
+ *
+ * Routes, all `AWS_IAM`: `GET /tokens/<family>/{connectorId}` and `POST /tokens/<family>/{connectorId}/refresh`,
+ * so that an identity policy can allow `execute-api:Invoke` on one connector's paths.
+ *
+ * @example
+ * const vendor = new TokenVendor(this, 'TokenVendor', {
+ *   trustedAccountIds: ['111111111111'],
+ *   organizationId: 'o-a1b2c3d4e5',
+ *   rotationSchedule: Duration.minutes(10),
+ * });
+ * new CfnOutput(this, 'ApiUrl', { value: vendor.api.url });
+ */
+export class TokenVendor extends Construct {
+  /** The REST API. */
+  public readonly api: apigateway.RestApi;
+  /** The API's access log group. */
+  public readonly accessLogGroup: logs.LogGroup;
+  /** The token table (cached tokens, leases, rotation state). */
+  public readonly table: dynamodb.Table;
+  /** The vending function of each grant family. */
+  public readonly functions: Readonly<Record<Family, TokenVendorFunction>>;
+  /** The scheduled function. */
+  public readonly rotateFunction: TokenVendorFunction;
+  /** The schedule that invokes the scheduled function. */
+  public readonly rotationSchedule: scheduler.Schedule;
+  /** Any error of the scheduled function (a run that failed as a whole). */
+  public readonly rotateErrorsAlarm: cloudwatch.Alarm;
+  /** Connectors the scheduled run could not refresh (the functions' `ScheduledRunFailures` metric). */
+  public readonly scheduledRunFailuresAlarm: cloudwatch.Alarm;
+  /** Connectors the token server refused with `invalid_grant` or `invalid_client` (`ConnectorsNeedingReauthorization` > 0). */
+  public readonly reauthorizationAlarm: cloudwatch.Alarm;
+  /** More than 5% of the API's answers were 5xx over five minutes (with at least 10 requests). */
+  public readonly serverErrorRateAlarm: cloudwatch.Alarm;
+  /** The secret name prefix, as given or defaulted. */
+  public readonly secretPrefix: string;
+
+  constructor(scope: Construct, id: string, props: TokenVendorProps = {}) {
+    super(scope, id);
+    const config = resolveProps(props);
+    this.secretPrefix = config.secretPrefix;
+    const familyPrefix = (family: Family) => `${config.secretPrefix}/${family}/`;
+
+    this.table = new dynamodb.Table(this, 'Tokens', {
+      partitionKey: { name: TABLE_KEY, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: TTL_ATTRIBUTE,
+      ...(config.kmsKey === undefined
+        ? { encryption: dynamodb.TableEncryption.AWS_MANAGED }
+        : { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: config.kmsKey }),
+      deletionProtection: config.tableDeletionProtection,
+      removalPolicy: config.removalPolicy,
+    });
+    acknowledge(
+      this.table,
+      'AwsSolutions-DDB3',
+      'The table holds cached short-lived access tokens, leases and per-connector health; losing it costs one ' +
+        'token request per connector, while point-in-time backups would keep copies of bearer tokens for 35 days.',
+    );
+
+    const environment = {
+      TOKEN_VENDOR_TABLE: this.table.tableName,
+      TOKEN_VENDOR_SECRET_PREFIX: config.secretPrefix,
+      TOKEN_VENDOR_FORCED_REFRESH_SECONDS: String(config.forcedRefreshSeconds),
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      POWERTOOLS_METRICS_NAMESPACE: config.metricsNamespace,
+    };
+    const common = {
+      depsLockFilePath: `${repoRoot}package-lock.json`,
+      environment,
+      logRetention: config.logRetention,
+      removalPolicy: config.removalPolicy,
+      tracing: config.tracing,
+      logLevel: config.logLevel,
+    };
+
+    const functions = {} as Record<Family, TokenVendorFunction>;
+    for (const family of FAMILY_NAMES) {
+      const fn = new TokenVendorFunction(this, `${pascal(family)}Function`, {
+        ...common,
+        entry: `${repoRoot}functions/${family}.ts`,
+        description: `Token vendor: vends tokens of ${family} connectors`,
+        // API Gateway gives up on an integration after 29 seconds; running longer serves nobody.
+        timeout: Duration.seconds(29),
+      });
+      fn.grantTokenTable(this.table);
+      fn.grantReadSecrets(familyPrefix(family), config.kmsKey);
+      // Only a refresh-token connector changes: the server may rotate its refresh token.
+      if (family === 'refresh-token') fn.grantWriteSecrets(familyPrefix(family), config.kmsKey);
+      functions[family] = fn;
+    }
+    this.functions = functions;
+
+    this.rotateFunction = new TokenVendorFunction(this, 'RotateFunction', {
+      ...common,
+      entry: `${repoRoot}functions/rotate.ts`,
+      description: 'Token vendor: refreshes refresh-token and prewarm connectors on a schedule',
+      timeout: Duration.minutes(4),
+      // The next scheduled run is the retry; an immediate one would only overlap it.
+      retryAttempts: 0,
+    });
+    this.rotateFunction.grantTokenTable(this.table);
+    this.rotateFunction.grantListSecrets();
+    for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
+    this.rotateFunction.grantWriteSecrets(familyPrefix('refresh-token'), config.kmsKey);
+
+    this.rotationSchedule = this.#schedule(config.rotationSchedule);
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
+      retention: config.logRetention,
+      removalPolicy: config.removalPolicy,
+    });
+    this.api = this.#api(config);
+
+    const alarms = this.#alarms(config.metricsNamespace);
+    this.rotateErrorsAlarm = alarms.rotateErrors;
+    this.scheduledRunFailuresAlarm = alarms.scheduledRunFailures;
+    this.reauthorizationAlarm = alarms.reauthorization;
+    this.serverErrorRateAlarm = alarms.serverErrorRate;
+    if (config.alarmTopic !== undefined) {
+      const action = new cloudwatchActions.SnsAction(config.alarmTopic);
+      for (const alarm of Object.values(alarms)) {
+        alarm.addAlarmAction(action);
+        alarm.addOkAction(action);
+      }
+    }
+  }
+
+  #schedule(rotation: Duration | scheduler.ScheduleExpression): scheduler.Schedule {
+    const role = new iam.Role(this, 'RotationScheduleRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        // Confused-deputy guard: only schedules of this account may use the role.
+        conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+      description: 'Lets EventBridge Scheduler invoke the token vendor rotate function',
+    });
+    const target = new schedulerTargets.LambdaInvoke(this.rotateFunction.function, {
+      role,
+      // A missed run is made up by the next one; retries would only pile up behind it.
+      retryAttempts: 0,
+      maxEventAge: Duration.minutes(1),
+    });
+    const schedule = new scheduler.Schedule(this, 'RotationSchedule', {
+      schedule: rotation instanceof Duration ? scheduler.ScheduleExpression.rate(rotation) : rotation,
+      target,
+      description: 'Token vendor: keeps refresh-token and prewarm connectors fresh',
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+    acknowledge(
+      role,
+      wildcardResourceFinding(this, `${this.rotateFunction.function.functionArn}:*`),
+      'lambda:InvokeFunction on the rotate function only: LambdaInvoke grants through Function.grantInvoke, whose ' +
+        '":*" covers the versions and aliases of that one function.',
+    );
+    return schedule;
+  }
+
+  #api(config: Resolved): apigateway.RestApi {
+    const invoke = ['execute-api:Invoke'];
+    const anyMethod = ['execute-api:/*'];
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'TrustedAccounts',
+        principals: [
+          new iam.AccountRootPrincipal(),
+          ...config.trustedAccountIds.map((accountId) => new iam.AccountPrincipal(accountId)),
+        ],
+        actions: invoke,
+        resources: anyMethod,
+      }),
+    ];
+    if (config.organizationId !== undefined) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'TrustedOrganization',
+          principals: [new iam.AnyPrincipal()],
+          actions: invoke,
+          resources: anyMethod,
+          conditions: { StringEquals: { 'aws:PrincipalOrgID': config.organizationId } },
+        }),
+      );
+    }
+
+    const api = new apigateway.RestApi(this, 'Api', {
+      restApiName: `${Stack.of(this).stackName}-tokens`,
+      description: 'Token vendor: OAuth 2.0 tokens for IAM principals of trusted accounts',
+      endpointConfiguration: { types: [apigateway.EndpointType.REGIONAL] },
+      policy: new iam.PolicyDocument({ statements }),
+      // Execution logging needs the account-wide API Gateway role, which belongs to the account, not this stack.
+      cloudWatchRole: false,
+      defaultMethodOptions: { authorizationType: apigateway.AuthorizationType.IAM },
+      deployOptions: {
+        stageName: STAGE_NAME,
+        accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigateway.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: apigateway.AccessLogField.contextRequestId(),
+            requestTime: apigateway.AccessLogField.contextRequestTime(),
+            caller: apigateway.AccessLogField.contextIdentityUserArn(),
+            account: apigateway.AccessLogField.contextIdentityAccountId(),
+            sourceIp: apigateway.AccessLogField.contextIdentitySourceIp(),
+            httpMethod: apigateway.AccessLogField.contextHttpMethod(),
+            path: apigateway.AccessLogField.contextPath(),
+            status: apigateway.AccessLogField.contextStatus(),
+            error: apigateway.AccessLogField.contextErrorMessage(),
+            errorType: apigateway.AccessLogField.contextErrorResponseType(),
+            integrationStatus: apigateway.AccessLogField.contextIntegrationStatus(),
+            integrationLatency: apigateway.AccessLogField.contextIntegrationLatency(),
+            responseLatency: apigateway.AccessLogField.contextResponseLatency(),
+          }),
+        ),
+        throttlingRateLimit: config.throttling.rateLimit,
+        throttlingBurstLimit: config.throttling.burstLimit,
+        tracingEnabled: config.tracing,
+      },
+    });
+
+    const validator = api.addRequestValidator('ParameterValidator', {
+      requestValidatorName: 'token-vendor-parameters',
+      validateRequestParameters: true,
+      // No method declares a body model, so this checks nothing today; it applies to any model added later.
+      validateRequestBody: true,
+    });
+    const methodOptions: apigateway.MethodOptions = {
+      authorizationType: apigateway.AuthorizationType.IAM,
+      requestValidator: validator,
+      requestParameters: {
+        'method.request.path.connectorId': true,
+        'method.request.querystring.scope': false,
+        'method.request.querystring.minTtl': false,
+      },
+    };
+    const tokens = api.root.addResource('tokens');
+    for (const family of FAMILY_NAMES) {
+      // Proxy integration; no test-invoke permission, so only the deployed stage may invoke the function.
+      const integration = new apigateway.LambdaIntegration(this.functions[family].function, {
+        allowTestInvoke: false,
+      });
+      const connector = tokens.addResource(family).addResource('{connectorId}');
+      const methods = [
+        connector.addMethod('GET', integration, methodOptions),
+        connector.addResource('refresh').addMethod('POST', integration, methodOptions),
+      ];
+      for (const method of methods) {
+        acknowledge(
+          method,
+          'AwsSolutions-COG4',
+          'Callers are IAM principals of trusted accounts, authorized by SigV4 (AWS_IAM) and the resource policy; ' +
+            'there are no Cognito users.',
+        );
+      }
+    }
+
+    acknowledge(
+      api.deploymentStage,
+      'AwsSolutions-APIG3',
+      'Every method requires a SigV4 signature of a principal the resource policy admits, so API Gateway refuses ' +
+        'anything else before it reaches a function; the stage is throttled. A web ACL adds no caller this lets in.',
+    );
+    acknowledge(
+      api.deploymentStage,
+      'AwsSolutions-APIG6',
+      'Execution logging needs the account-wide API Gateway CloudWatch role, which is account configuration, not ' +
+        "this stack's; access logs record every request, and the functions log their own errors.",
+    );
+    return api;
+  }
+
+  #alarms(namespace: string) {
+    const fiveMinutes = Duration.minutes(5);
+    const custom = (metricName: string, statistic: string) =>
+      new cloudwatch.Metric({
+        namespace,
+        metricName,
+        // Powertools adds the service dimension to every metric it emits.
+        dimensionsMap: { service: SERVICE_NAME },
+        statistic,
+        period: fiveMinutes,
+      });
+    const stage = this.api.deploymentStage;
+    const base = {
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    return {
+      rotateErrors: new cloudwatch.Alarm(this, 'RotateErrorsAlarm', {
+        ...base,
+        alarmDescription: 'The scheduled token refresh failed as a whole; see the rotate function logs.',
+        metric: this.rotateFunction.function.metricErrors({ period: fiveMinutes, statistic: 'Sum' }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      }),
+      scheduledRunFailures: new cloudwatch.Alarm(this, 'ScheduledRunFailuresAlarm', {
+        ...base,
+        alarmDescription: 'The scheduled run could not refresh one or more connectors.',
+        metric: custom('ScheduledRunFailures', 'Sum'),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      }),
+      reauthorization: new cloudwatch.Alarm(this, 'ReauthorizationAlarm', {
+        ...base,
+        alarmDescription:
+          'A connector needs re-authorization: the token server refused its grant or client (invalid_grant, ' +
+          'invalid_client). Update its secret; the scheduled run logs which connector.',
+        metric: custom('ConnectorsNeedingReauthorization', 'Maximum'),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
+      serverErrorRate: new cloudwatch.Alarm(this, 'ServerErrorRateAlarm', {
+        ...base,
+        alarmDescription: 'More than 5% of token requests answered 5xx over five minutes.',
+        metric: new cloudwatch.MathExpression({
+          label: '5xx rate',
+          // Below ten requests a single failure is no rate worth waking anyone for.
+          expression: 'IF(requests >= 10, errors / requests, 0)',
+          usingMetrics: {
+            errors: stage.metricServerError({ statistic: 'Sum', period: fiveMinutes }),
+            requests: stage.metricCount({ statistic: 'Sum', period: fiveMinutes }),
+          },
+          period: fiveMinutes,
+        }),
+        threshold: 0.05,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
+    };
+  }
+}
+
+const pascal = (name: string) =>
+  name
+    .split('-')
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
