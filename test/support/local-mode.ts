@@ -8,7 +8,8 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const TSX = resolve(ROOT, 'node_modules', '.bin', 'tsx');
+// Node 24 runs the TypeScript sources directly (type stripping), exactly as `npm start` does.
+const NODE = resolve(ROOT, 'node_modules', '.bin', 'node');
 
 export interface LocalMode {
   readonly url: string;
@@ -23,7 +24,7 @@ export interface LocalMode {
  * its listening line; every test stops what it starts.
  */
 export async function startLocalMode(env: Record<string, string>, cwd = ROOT): Promise<LocalMode> {
-  const child = spawn(TSX, [resolve(ROOT, 'local', 'main.ts')], {
+  const child = spawn(NODE, [resolve(ROOT, 'local', 'main.ts')], {
     cwd,
     env: { ...process.env, PORT: '0', TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
