@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpClient, type Resolver } from '../../shared/http.ts';
 import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
 import { type Script, type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
