@@ -23,8 +23,8 @@ export interface SecretsManagerServer {
 const sha = (value: string) => createHash('sha256').update(value).digest('hex');
 
 /**
- * The part of Secrets Manager's JSON 1.1 protocol the vendor uses (GetSecretValue, PutSecretValue with
- * ClientRequestToken idempotency, ListSecrets with a name filter and pagination), on loopback, so the real AWS SDK
+ * The part of Secrets Manager's JSON 1.1 protocol the vendor and its CLI use (GetSecretValue, PutSecretValue with
+ * ClientRequestToken idempotency, CreateSecret, ListSecrets with a name filter and pagination), on loopback, so the real AWS SDK
  * client and Powertools' provider run unchanged against it.
  */
 export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsManagerServer> {
@@ -74,6 +74,26 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
           secret.versionId = token;
           secret.requestTokens.set(token, { versionId: token, valueHash: sha(value) });
           return answer(200, { Name: name, VersionId: token });
+        }
+        case 'CreateSecret': {
+          const newName = String(input.Name ?? '');
+          if (secrets.has(newName))
+            return fail(
+              'ResourceExistsException',
+              `The operation failed because the secret ${newName} already exists.`,
+            );
+          const token = String(input.ClientRequestToken ?? randomUUID());
+          const value = String(input.SecretString ?? '');
+          secrets.set(newName, {
+            value,
+            versionId: token,
+            requestTokens: new Map([[token, { versionId: token, valueHash: sha(value) }]]),
+          });
+          return answer(200, {
+            ARN: `arn:aws:secretsmanager:us-east-1:000000000000:secret:${newName}`,
+            Name: newName,
+            VersionId: token,
+          });
         }
         case 'ListSecrets': {
           const filters = (input.Filters as { Key: string; Values: string[] }[] | undefined) ?? [];

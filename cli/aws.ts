@@ -1,0 +1,45 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type { Credentials } from '../client/index.ts';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * The standard credential chain, read from `env` rather than the process's environment so the CLI can be run
+ * in-process with its own: access keys in `env` first, as the SDK's own chain puts them first, else the rest of the
+ * chain (SSO, profiles, web identity, container and instance roles).
+ */
+export function credentialsFrom(env: Env): Credentials {
+  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN } = env;
+  if (accessKeyId !== undefined && accessKeyId !== '' && secretAccessKey !== undefined && secretAccessKey !== '') {
+    return {
+      accessKeyId,
+      secretAccessKey,
+      ...(AWS_SESSION_TOKEN === undefined ? {} : { sessionToken: AWS_SESSION_TOKEN }),
+    };
+  }
+  return fromNodeProviderChain(env.AWS_PROFILE === undefined ? {} : { profile: env.AWS_PROFILE });
+}
+
+export function regionFrom(env: Env, flag: string | undefined): string | undefined {
+  return flag ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+}
+
+/** The SDK's service-specific endpoint variable, then the global one (AWS SDK "service-specific endpoints"). */
+function endpointFrom(env: Env, service: 'DYNAMODB' | 'SECRETS_MANAGER'): { endpoint?: string } {
+  const endpoint = env[`AWS_ENDPOINT_URL_${service}`] ?? env.AWS_ENDPOINT_URL;
+  return endpoint === undefined || endpoint === '' ? {} : { endpoint };
+}
+
+const clientConfig = (env: Env, region: string | undefined, service: 'DYNAMODB' | 'SECRETS_MANAGER') => ({
+  region: region ?? 'us-east-1',
+  credentials: credentialsFrom(env),
+  ...endpointFrom(env, service),
+});
+
+export const dynamoDBClient = (env: Env, region: string | undefined) =>
+  new DynamoDBClient(clientConfig(env, region, 'DYNAMODB'));
+
+export const secretsManagerClient = (env: Env, region: string | undefined) =>
+  new SecretsManagerClient(clientConfig(env, region, 'SECRETS_MANAGER'));
