@@ -167,10 +167,12 @@ export function parseConnector(ref: ConnectorRef, text: string): Connector {
  * Reads `allowedPrincipals` alone from a document that may be invalid otherwise, so that a caller who is not
  * allowed gets 403 rather than learning the connector exists but is broken.
  */
+const principalsOnly = z.object({ allowedPrincipals: z.array(z.string()) });
+
 export function peekAllowedPrincipals(text: string): string[] | undefined {
   try {
     const json: unknown = JSON.parse(text);
-    const parsed = z.object({ allowedPrincipals: z.array(z.string()) }).safeParse(json);
+    const parsed = principalsOnly.safeParse(json);
     return parsed.success ? parsed.data.allowedPrincipals : undefined;
   } catch {
     return undefined;
