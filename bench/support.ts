@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { resolve } from 'node:path';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { OidcClient } from '../test/support/oidc.ts';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+/** The project's pinned Node (24), never the system one. */
+export const NODE = resolve(ROOT, 'node_modules', '.bin', 'node');
+
+/** One row of the printed table. */
+export interface Row {
+  readonly scenario: string;
+  readonly metric: string;
+  readonly value: string;
+  readonly target?: string;
+  /** Whether the target is met; absent when the row has no target. */
+  readonly met?: boolean;
+}
+
+export interface ScenarioResult {
+  readonly id: number;
+  readonly name: string;
+  readonly seconds: number;
+  readonly rows: Row[];
+  /** Medians and every repetition's raw figures, for results.json. */
+  readonly data: Record<string, unknown>;
+}
+
+export interface BenchOptions {
+  readonly repetitions: number;
+}
+
+/** The load-generating principal that every local-mode process knows. */
+export const BENCH_CALLER = {
+  accessKeyId: 'AKIABENCHMARK',
+  secretAccessKey: 'bench-secret-access-key',
+  arn: 'arn:aws:sts::111122223333:assumed-role/bench/load',
+} as const;
+
+export const BENCH_CLIENT: OidcClient = {
+  client_id: 'bench',
+  client_secret: 'bench-client-secret',
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: ['client_credentials'],
+  scope: 'read',
+};
+
+/** A client-credentials connector document against `tokenUrl`, allowed to the harness caller and the bench caller. */
+export function benchConnector(tokenUrl: string): object {
+  return {
+    grantType: 'client_credentials',
+    tokenUrl,
+    clientId: BENCH_CLIENT.client_id,
+    clientSecret: BENCH_CLIENT.client_secret,
+    scope: 'read',
+    allowedPrincipals: ['111122223333'],
+  };
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+/** Nearest-rank percentile (p in 0–100). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1] as number;
+}
+
+/** The median over repetitions of every figure of a flat record of figures. */
+export function mediansOf<T extends Record<string, number>>(repetitions: readonly T[]): T {
+  const first = repetitions[0];
+  if (first === undefined) throw new Error('no repetitions');
+  return Object.fromEntries(
+    Object.keys(first).map((key) => [key, median(repetitions.map((repetition) => repetition[key] as number))]),
+  ) as T;
+}
+
+export const ms = (value: number, digits = 2) => `${value.toFixed(digits)} ms`;
+export const us = (value: number) => `${(value * 1000).toFixed(1)} µs`;
+export const ratio = (value: number, digits = 2) => `${value.toFixed(digits)}×`;
+
+/** Runs `body` and always runs `cleanups` afterwards, last registered first, each even if another fails. */
+export async function withCleanup<T>(body: (defer: (cleanup: () => Promise<unknown> | unknown) => void) => Promise<T>) {
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  try {
+    return await body((cleanup) => cleanups.push(cleanup));
+  } finally {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        process.stderr.write(`cleanup failed: ${error instanceof Error ? error.message : String(error)}\n`);
+      }
+    }
+  }
+}
+
+/**
+ * The SigV4 headers (service execute-api) of one GET, signed at `signingDate`. The signature depends only on the
+ * request and the date, so one signed request can be replayed for as long as the verifier accepts the date (15 min).
+ */
+export async function presignGet(
+  url: string,
+  identity: { accessKeyId: string; secretAccessKey: string },
+  signingDate = new Date(),
+): Promise<Record<string, string>> {
+  const target = new URL(url);
+  const signer = new SignatureV4({
+    credentials: identity,
+    region: 'us-east-1',
+    service: 'execute-api',
+    sha256: Sha256,
+  });
+  const signed = await signer.sign(
+    new HttpRequest({
+      method: 'GET',
+      protocol: target.protocol,
+      hostname: target.hostname,
+      port: Number(target.port),
+      path: target.pathname,
+      headers: { host: target.host },
+    }),
+    { signingDate },
+  );
+  return signed.headers;
+}
+
+export interface ChildServer {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** A bare Node HTTP server answering a constant JSON body, in its own process (as local mode is). */
+export async function startBareServer(): Promise<ChildServer> {
+  const source = [
+    "import { createServer } from 'node:http';",
+    'const body = JSON.stringify({ ok: true });',
+    "const server = createServer((request, response) => { response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }); response.end(body); });",
+    "server.listen(0, '127.0.0.1', () => process.stdout.write('listening on http://127.0.0.1:' + server.address().port + '\\n'));",
+    "process.once('SIGTERM', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });",
+  ].join('\n');
+  const child = spawn(NODE, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match?.[1] !== undefined) resolveUrl(match[1]);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`bare server exited with ${String(code)}:\n${output}`)));
+  });
+  return {
+    url,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
