@@ -188,14 +188,14 @@ export class TokenFetcher {
       await this.#recordFailure(connector, error, isRefreshGrant, state.failure);
       throw error;
     }
-    if (state.failure !== undefined) {
-      await this.#bestEffort('clear failure', connectorKey, () => store.clearFailure(connectorKey));
-    }
-
+    // From here on the server has answered: a store failure must not cost the caller the token, and the rotated
+    // refresh token, the one thing that cannot be fetched again, is stored first.
     if (isRefreshGrant && refreshToken !== undefined && result.tokens.refreshToken !== undefined) {
       await this.#storeRotatedRefreshToken(connector, lease, refreshToken, result.tokens.refreshToken);
     }
-    // From here on the server has answered: a store failure must not cost the caller the token.
+    if (state.failure !== undefined) {
+      await this.#bestEffort('clear failure', connectorKey, () => store.clearFailure(connectorKey));
+    }
     if (state.authMethod !== result.authMethod || state.authRevision !== connector.tokenRevision) {
       await this.#bestEffort('remember auth method', connectorKey, () =>
         store.rememberAuthMethod(connectorKey, result.authMethod, connector.tokenRevision),
