@@ -4,7 +4,9 @@ import { resolve } from 'node:path';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { OidcClient } from '../test/support/oidc.ts';
+import * as oauth from 'oauth4webapi';
+import { type LocalMode, prepareLocalFixture, signedFetch, startLocalMode } from '../test/support/local-mode.ts';
+import { type OidcClient, type OidcServer, type OidcServerOptions, startOidcServer } from '../test/support/oidc.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 /** The project's pinned Node (24), never the system one. */
@@ -90,8 +92,11 @@ export const ms = (value: number, digits = 2) => `${value.toFixed(digits)} ms`;
 export const us = (value: number) => `${(value * 1000).toFixed(1)} µs`;
 export const ratio = (value: number, digits = 2) => `${value.toFixed(digits)}×`;
 
+/** Registers a cleanup with `withCleanup`. */
+export type Defer = (cleanup: () => Promise<unknown> | unknown) => void;
+
 /** Runs `body` and always runs `cleanups` afterwards, last registered first, each even if another fails. */
-export async function withCleanup<T>(body: (defer: (cleanup: () => Promise<unknown> | unknown) => void) => Promise<T>) {
+export async function withCleanup<T>(body: (defer: Defer) => Promise<T>) {
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   try {
     return await body((cleanup) => cleanups.push(cleanup));
@@ -104,6 +109,82 @@ export async function withCleanup<T>(body: (defer: (cleanup: () => Promise<unkno
       }
     }
   }
+}
+
+/** Calls `call` `iterations` times in a row and returns how long each call took, in milliseconds. */
+export async function timeEach(iterations: number, call: () => Promise<unknown>): Promise<number[]> {
+  const samples: number[] = [];
+  for (let index = 0; index < iterations; index += 1) {
+    const started = performance.now();
+    await call();
+    samples.push(performance.now() - started);
+  }
+  return samples;
+}
+
+/** A real `oidc-provider` on loopback that knows the bench client, closed when the scenario ends. */
+export async function startBenchOidc(
+  defer: Defer,
+  options: Omit<OidcServerOptions, 'clients'> = {},
+): Promise<OidcServer> {
+  const oidc = await startOidcServer({ clients: [BENCH_CLIENT], ...options });
+  defer(() => oidc.close());
+  return oidc;
+}
+
+/**
+ * `processes` local-mode processes (`local/main.ts`, what `npm start` runs) on one fixture that serves
+ * `client-credentials/<id>` (`benchConnector(tokenUrl)`) for each of `connectorIds` to the bench caller, on
+ * `dynamoEndpoint` if given; all stopped, and the fixture removed, when the scenario ends.
+ */
+export async function startLocalModes(
+  defer: Defer,
+  options: { tokenUrl: string; connectorIds: readonly string[]; processes?: number; dynamoEndpoint?: string },
+): Promise<LocalMode[]> {
+  const connectors = Object.fromEntries(
+    options.connectorIds.map((id) => [`client-credentials/${id}`, benchConnector(options.tokenUrl)]),
+  );
+  const fixture = await prepareLocalFixture(connectors, { BENCH_CALLER }, options.dynamoEndpoint);
+  defer(() => fixture.cleanup());
+  const processes: LocalMode[] = [];
+  defer(() => Promise.all(processes.map((process) => process.stop())));
+  // Sequentially: the first creates the table, and several local-mode start-ups at once would only thrash two cores.
+  for (let index = 0; index < (options.processes ?? 1); index += 1) processes.push(await startLocalMode(fixture.env));
+  return processes;
+}
+
+/** One local-mode process serving `client-credentials/<connectorId>`; see `startLocalModes`. */
+export async function startLocalModeFor(defer: Defer, tokenUrl: string, connectorId: string): Promise<LocalMode> {
+  const [vendor] = await startLocalModes(defer, { tokenUrl, connectorIds: [connectorId] });
+  if (vendor === undefined) throw new Error('local mode did not start');
+  return vendor;
+}
+
+/** One SigV4-signed vend by the bench caller, signing included (as a workload's AWS SDK pays it). */
+export async function benchVend(url: string): Promise<{ status: number; token: string | undefined }> {
+  const response = await signedFetch(url, BENCH_CALLER);
+  const body = (await response.json()) as { access_token?: string };
+  return { status: response.status, token: body.access_token };
+}
+
+/**
+ * What a workload without the vendor does for a token: `oauth4webapi`'s client-credentials grant (Basic auth,
+ * scope `read`) as the bench client against `tokenUrl`, one token request per call.
+ */
+export function ownTokenGrant(tokenUrl: string): () => Promise<oauth.TokenEndpointResponse> {
+  const as: oauth.AuthorizationServer = { issuer: new URL(tokenUrl).origin, token_endpoint: tokenUrl };
+  const client: oauth.Client = { client_id: BENCH_CLIENT.client_id };
+  const auth = oauth.ClientSecretBasic(BENCH_CLIENT.client_secret);
+  return async () => {
+    const response = await oauth.clientCredentialsGrantRequest(
+      as,
+      client,
+      auth,
+      new URLSearchParams({ scope: 'read' }),
+      { [oauth.allowInsecureRequests]: true },
+    );
+    return oauth.processClientCredentialsResponse(as, client, response);
+  };
 }
 
 /**

@@ -5,10 +5,8 @@ import { SecretsManagerConnectorSource } from '../../shared/connector-source-sec
 import { TABLE_KEY } from '../../shared/token-store-dynamodb.ts';
 import { TokenMemory, type VendDeps, type VendRequest, vendToken } from '../../shared/vend.ts';
 import { CALLER, dynamoClient, localCredentials, startHarness } from '../../test/support/harness.ts';
-import { startOidcServer } from '../../test/support/oidc.ts';
 import { startSecretsManagerServer } from '../../test/support/secrets-manager-server.ts';
 import {
-  BENCH_CLIENT,
   type BenchOptions,
   benchConnector,
   mediansOf,
@@ -16,6 +14,8 @@ import {
   percentile,
   type Row,
   ratio,
+  startBenchOidc,
+  timeEach,
   us,
   withCleanup,
 } from '../support.ts';
@@ -39,16 +39,6 @@ type Repetition = {
   readonly ratioP99: number;
 };
 
-async function timeEach(iterations: number, call: () => Promise<unknown>): Promise<number[]> {
-  const samples: number[] = [];
-  for (let index = 0; index < iterations; index += 1) {
-    const started = performance.now();
-    await call();
-    samples.push(performance.now() - started);
-  }
-  return samples;
-}
-
 /**
  * Scenario 1: in one process, an in-memory hit, a DynamoDB hit (memory that keeps nothing) and a raw GetItem of
  * the same item on the same dynalite, the last two interleaved call by call so that both see the same machine.
@@ -57,8 +47,7 @@ export async function hitPath(options: BenchOptions) {
   return withCleanup(async (defer) => {
     const harness = await startHarness();
     defer(() => harness.close());
-    const oidc = await startOidcServer({ clients: [BENCH_CLIENT] });
-    defer(() => oidc.close());
+    const oidc = await startBenchOidc(defer);
     const secretsManager = await startSecretsManagerServer();
     defer(() => secretsManager.close());
     const secretsClient = new SecretsManagerClient({

@@ -1,16 +1,15 @@
-import * as oauth from 'oauth4webapi';
-import { prepareLocalFixture, signedFetch, startLocalMode } from '../../test/support/local-mode.ts';
-import { startOidcServer } from '../../test/support/oidc.ts';
 import {
-  BENCH_CALLER,
-  BENCH_CLIENT,
   type BenchOptions,
-  benchConnector,
+  benchVend,
   mediansOf,
   ms,
+  ownTokenGrant,
   percentile,
   type Row,
   ratio,
+  startBenchOidc,
+  startLocalModeFor,
+  timeEach,
   withCleanup,
 } from '../support.ts';
 
@@ -33,48 +32,18 @@ type Repetition = {
  */
 export async function noVendor(options: BenchOptions) {
   return withCleanup(async (defer) => {
-    const oidc = await startOidcServer({ clients: [BENCH_CLIENT], delayMs: SERVER_DELAY_MS });
-    defer(() => oidc.close());
-    const fixture = await prepareLocalFixture(
-      { 'client-credentials/remote': benchConnector(oidc.tokenUrl) },
-      { BENCH_CALLER },
-    );
-    defer(() => fixture.cleanup());
-    const vendor = await startLocalMode(fixture.env);
-    defer(() => vendor.stop());
+    const oidc = await startBenchOidc(defer, { delayMs: SERVER_DELAY_MS });
+    const vendor = await startLocalModeFor(defer, oidc.tokenUrl, 'remote');
     const vendUrl = `${vendor.url}/tokens/client-credentials/remote`;
 
-    const issuer = new URL(oidc.tokenUrl).origin;
-    const as: oauth.AuthorizationServer = { issuer, token_endpoint: oidc.tokenUrl };
-    const client: oauth.Client = { client_id: BENCH_CLIENT.client_id };
-    const auth = oauth.ClientSecretBasic(BENCH_CLIENT.client_secret);
+    const grant = ownTokenGrant(oidc.tokenUrl);
     const ownToken = async () => {
-      const response = await oauth.clientCredentialsGrantRequest(
-        as,
-        client,
-        auth,
-        new URLSearchParams({ scope: 'read' }),
-        {
-          [oauth.allowInsecureRequests]: true,
-        },
-      );
-      const tokens = await oauth.processClientCredentialsResponse(as, client, response);
+      const tokens = await grant();
       if (tokens.access_token === '') throw new Error('no access token');
     };
     const vend = async () => {
-      const response = await signedFetch(vendUrl, BENCH_CALLER);
-      const body = (await response.json()) as { access_token?: string };
-      if (response.status !== 200 || body.access_token === undefined)
-        throw new Error(`vend answered ${response.status}`);
-    };
-    const timeEach = async (count: number, call: () => Promise<void>) => {
-      const samples: number[] = [];
-      for (let index = 0; index < count; index += 1) {
-        const started = performance.now();
-        await call();
-        samples.push(performance.now() - started);
-      }
-      return samples;
+      const { status, token } = await benchVend(vendUrl);
+      if (status !== 200 || token === undefined) throw new Error(`vend answered ${status}`);
     };
     // Warm both paths: the vendor's first call fetches the token it then serves from cache.
     await timeEach(3, ownToken);

@@ -1,16 +1,14 @@
-import * as oauth from 'oauth4webapi';
 import { startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
-import { type LocalMode, prepareLocalFixture, signedFetch, startLocalMode } from '../../test/support/local-mode.ts';
-import { startOidcServer } from '../../test/support/oidc.ts';
 import {
-  BENCH_CALLER,
-  BENCH_CLIENT,
   type BenchOptions,
-  benchConnector,
+  benchVend,
   mediansOf,
   ms,
+  ownTokenGrant,
   percentile,
   type Row,
+  startBenchOidc,
+  startLocalModes,
   withCleanup,
 } from '../support.ts';
 
@@ -59,39 +57,20 @@ type Repetition = {
  */
 export async function stampede(options: BenchOptions) {
   return withCleanup(async (defer) => {
-    const oidc = await startOidcServer({ clients: [BENCH_CLIENT], delayMs: SERVER_DELAY_MS });
-    defer(() => oidc.close());
+    const oidc = await startBenchOidc(defer, { delayMs: SERVER_DELAY_MS });
     const dynamo = await startEmbeddedDynamoDB();
     defer(() => dynamo.close());
     // One cold connector per repetition, so that each repetition starts with nothing cached anywhere.
-    const connectors = Object.fromEntries(
-      Array.from({ length: options.repetitions }, (_, index) => [
-        `client-credentials/storm-${index}`,
-        benchConnector(oidc.tokenUrl),
-      ]),
-    );
-    const fixture = await prepareLocalFixture(connectors, { BENCH_CALLER }, dynamo.endpoint);
-    defer(() => fixture.cleanup());
-    const processes: LocalMode[] = [];
-    defer(() => Promise.all(processes.map((process) => process.stop())));
-    // Sequentially: the first creates the table, and four tsx start-ups at once would only thrash two cores.
-    for (let index = 0; index < PROCESSES; index += 1) processes.push(await startLocalMode(fixture.env));
+    const processes = await startLocalModes(defer, {
+      tokenUrl: oidc.tokenUrl,
+      connectorIds: Array.from({ length: options.repetitions }, (_, index) => `storm-${index}`),
+      processes: PROCESSES,
+      dynamoEndpoint: dynamo.endpoint,
+    });
 
-    const issuer = new URL(oidc.tokenUrl).origin;
-    const as: oauth.AuthorizationServer = { issuer, token_endpoint: oidc.tokenUrl };
-    const client: oauth.Client = { client_id: BENCH_CLIENT.client_id };
-    const auth = oauth.ClientSecretBasic(BENCH_CLIENT.client_secret);
+    const ownToken = ownTokenGrant(oidc.tokenUrl);
     const grant = async () => {
-      const response = await oauth.clientCredentialsGrantRequest(
-        as,
-        client,
-        auth,
-        new URLSearchParams({ scope: 'read' }),
-        {
-          [oauth.allowInsecureRequests]: true,
-        },
-      );
-      const tokens = await oauth.processClientCredentialsResponse(as, client, response);
+      const tokens = await ownToken();
       return { value: tokens.access_token, expiresIn: tokens.expires_in ?? 3600 };
     };
     const plainRun = async (singleFlight: boolean) => {
@@ -110,9 +89,8 @@ export async function stampede(options: BenchOptions) {
         Array.from({ length: CONCURRENT }, async (_, index) => {
           const started = performance.now();
           const url = `${processes[index % PROCESSES]?.url}/tokens/client-credentials/storm-${repetition}`;
-          const response = await signedFetch(url, BENCH_CALLER);
-          const body = (await response.json()) as { access_token?: string };
-          return { status: response.status, token: body.access_token, latency: performance.now() - started };
+          const { status, token } = await benchVend(url);
+          return { status, token, latency: performance.now() - started };
         }),
       );
       const vendorTokenRequests = oidc.tokenRequests() - before;

@@ -1,14 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startHarness, type Vendor } from '../../test/support/harness.ts';
-import { startOidcServer } from '../../test/support/oidc.ts';
 import {
-  BENCH_CLIENT,
   type BenchOptions,
   benchConnector,
   mediansOf,
   ms,
   percentile,
   type Row,
+  startBenchOidc,
   withCleanup,
 } from '../support.ts';
 
@@ -39,12 +38,7 @@ type Repetition = {
  */
 export async function steadyState(options: BenchOptions) {
   return withCleanup(async (defer) => {
-    const oidc = await startOidcServer({
-      clients: [BENCH_CLIENT],
-      clientCredentialsTtl: TOKEN_SECONDS,
-      delayMs: SERVER_DELAY_MS,
-    });
-    defer(() => oidc.close());
+    const oidc = await startBenchOidc(defer, { clientCredentialsTtl: TOKEN_SECONDS, delayMs: SERVER_DELAY_MS });
     const harness = await startHarness();
     defer(() => harness.close());
     const repetitions: Repetition[] = [];

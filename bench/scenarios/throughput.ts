@@ -1,17 +1,16 @@
 import autocannon from 'autocannon';
-import { prepareLocalFixture, signedFetch, startLocalMode } from '../../test/support/local-mode.ts';
-import { startOidcServer } from '../../test/support/oidc.ts';
 import {
   BENCH_CALLER,
-  BENCH_CLIENT,
   type BenchOptions,
-  benchConnector,
+  benchVend,
   mediansOf,
   ms,
   presignGet,
   type Row,
   ratio,
   startBareServer,
+  startBenchOidc,
+  startLocalModeFor,
   withCleanup,
 } from '../support.ts';
 
@@ -57,20 +56,13 @@ type Repetition = {
  */
 export async function throughput(options: BenchOptions) {
   return withCleanup(async (defer) => {
-    const oidc = await startOidcServer({ clients: [BENCH_CLIENT] });
-    defer(() => oidc.close());
-    const fixture = await prepareLocalFixture(
-      { 'client-credentials/hot': benchConnector(oidc.tokenUrl) },
-      { BENCH_CALLER },
-    );
-    defer(() => fixture.cleanup());
-    const vendor = await startLocalMode(fixture.env);
-    defer(() => vendor.stop());
+    const oidc = await startBenchOidc(defer);
+    const vendor = await startLocalModeFor(defer, oidc.tokenUrl, 'hot');
     const bare = await startBareServer();
     defer(() => bare.stop());
 
     const vendUrl = `${vendor.url}/tokens/client-credentials/hot`;
-    const warm = await signedFetch(vendUrl, BENCH_CALLER);
+    const warm = await benchVend(vendUrl);
     if (warm.status !== 200) throw new Error(`warm-up vend answered ${warm.status}`);
     const signed = await presignGet(vendUrl, BENCH_CALLER);
     await load(vendUrl, signed, WARMUP_SECONDS);
