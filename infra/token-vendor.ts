@@ -452,6 +452,8 @@ export class TokenVendor extends Construct {
       }
     }
 
+    addContractGatewayResponses(api);
+
     acknowledge(
       api.deploymentStage,
       'AwsSolutions-APIG3',
@@ -532,3 +534,42 @@ const pascal = (name: string) =>
     .split('-')
     .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
     .join('');
+
+/**
+ * What API Gateway answers by itself (a missing or bad signature, a caller the resource policy refuses, a bad
+ * parameter, throttling, a function that timed out): by default `{"message": …}`. These give every such answer the
+ * contract's error body and `Cache-Control: no-store` (CONTRACT §3), so callers parse one error shape.
+ */
+export const GATEWAY_ERRORS: readonly {
+  readonly type: apigateway.ResponseType;
+  /** Absent: API Gateway's own status is kept. */
+  readonly statusCode?: string;
+  readonly error: string;
+}[] = [
+  { type: apigateway.ResponseType.ACCESS_DENIED, statusCode: '403', error: 'access_denied' },
+  { type: apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN, statusCode: '403', error: 'access_denied' },
+  { type: apigateway.ResponseType.INVALID_SIGNATURE, statusCode: '403', error: 'access_denied' },
+  { type: apigateway.ResponseType.EXPIRED_TOKEN, statusCode: '403', error: 'access_denied' },
+  { type: apigateway.ResponseType.UNAUTHORIZED, statusCode: '403', error: 'access_denied' },
+  { type: apigateway.ResponseType.BAD_REQUEST_PARAMETERS, statusCode: '400', error: 'invalid_request' },
+  { type: apigateway.ResponseType.BAD_REQUEST_BODY, statusCode: '400', error: 'invalid_request' },
+  { type: apigateway.ResponseType.THROTTLED, statusCode: '429', error: 'rate_limited' },
+  { type: apigateway.ResponseType.QUOTA_EXCEEDED, statusCode: '429', error: 'rate_limited' },
+  { type: apigateway.ResponseType.INTEGRATION_TIMEOUT, statusCode: '503', error: 'upstream_unavailable' },
+  { type: apigateway.ResponseType.DEFAULT_4XX, error: 'invalid_request' },
+  { type: apigateway.ResponseType.DEFAULT_5XX, error: 'upstream_unavailable' },
+];
+
+function addContractGatewayResponses(api: apigateway.RestApi): void {
+  for (const { type, statusCode, error } of GATEWAY_ERRORS) {
+    api.addGatewayResponse(`Gateway${type.responseType}`, {
+      type,
+      ...(statusCode === undefined ? {} : { statusCode }),
+      responseHeaders: { 'Cache-Control': "'no-store'", 'Content-Type': "'application/json'" },
+      // $context.error.messageString is API Gateway's message already quoted as a JSON string.
+      templates: {
+        'application/json': `{"error":"${error}","error_description":$context.error.messageString}`,
+      },
+    });
+  }
+}

@@ -13,7 +13,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { flattenCfn } from '../../infra/acknowledge.ts';
-import { TokenVendor, type TokenVendorProps, TokenVendorPropsError } from '../../infra/token-vendor.ts';
+import { GATEWAY_ERRORS, TokenVendor, type TokenVendorProps, TokenVendorPropsError } from '../../infra/token-vendor.ts';
 import { TokenVendorFunction } from '../../infra/token-vendor-function.ts';
 import { createTokenVendorApp, stackPropsFromContext } from '../../infra/token-vendor-stack.ts';
 import { loadConfig } from '../../shared/config.ts';
@@ -305,6 +305,33 @@ describe('Construct: TokenVendor', () => {
         expect(permission.Properties.Principal).toBe('apigateway.amazonaws.com');
         expect(flattenCfn(permission.Properties.SourceArn)).toMatch(/\/<[A-Za-z0-9]+>\/(GET|POST)\/tokens\//);
       }
+    });
+  });
+
+  describe('Gateway responses', () => {
+    it("answers API Gateway's own refusals with the contract's error body and no-store", () => {
+      // Assess
+      const responses = Object.values(defaults.template.findResources('AWS::ApiGateway::GatewayResponse'));
+      const byType = new Map(responses.map((response) => [response.Properties.ResponseType, response.Properties]));
+      expect(byType.size).toBe(GATEWAY_ERRORS.length);
+      for (const type of ['ACCESS_DENIED', 'MISSING_AUTHENTICATION_TOKEN', 'INVALID_SIGNATURE', 'EXPIRED_TOKEN']) {
+        expect(byType.get(type)).toMatchObject({
+          StatusCode: '403',
+          ResponseParameters: {
+            'gatewayresponse.header.Cache-Control': "'no-store'",
+            'gatewayresponse.header.Content-Type': "'application/json'",
+          },
+          ResponseTemplates: {
+            'application/json': '{"error":"access_denied","error_description":$context.error.messageString}',
+          },
+        });
+      }
+      expect(byType.get('THROTTLED')).toMatchObject({ StatusCode: '429' });
+      expect(byType.get('BAD_REQUEST_PARAMETERS')).toMatchObject({ StatusCode: '400' });
+      expect(byType.get('INTEGRATION_TIMEOUT')).toMatchObject({ StatusCode: '503' });
+      expect(byType.get('DEFAULT_4XX')?.StatusCode).toBeUndefined();
+      const contractCodes = ['access_denied', 'invalid_request', 'rate_limited', 'upstream_unavailable'];
+      for (const { error } of GATEWAY_ERRORS) expect(contractCodes).toContain(error);
     });
   });
 
