@@ -2,14 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoAuthServer, startDemoAuthServer } from '../../local/demo-auth-server.ts';
-import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
-import {
-  type LocalFixture,
-  type LocalMode,
-  prepareLocalFixture,
-  signedFetch,
-  startLocalMode,
-} from '../support/local-mode.ts';
+import { type LocalCluster, signedFetch, startLocalCluster } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 const CALLER = {
@@ -35,9 +28,7 @@ async function hammer(urls: readonly string[], deadline: number, method: 'GET' |
 
 describe('Refresh-token rotation under load', () => {
   let oidc: OidcServer;
-  let dynamo: EmbeddedDynamoDB;
-  let fixture: LocalFixture;
-  let processes: LocalMode[] = [];
+  let cluster: LocalCluster;
 
   beforeAll(async () => {
     oidc = await startOidcServer({
@@ -51,39 +42,33 @@ describe('Refresh-token rotation under load', () => {
       ],
       accessTokenTtl: 4,
     });
-    dynamo = await startEmbeddedDynamoDB();
-    fixture = await prepareLocalFixture(
-      {
-        'refresh-token/chain': {
-          grantType: 'refresh_token',
-          tokenUrl: oidc.tokenUrl,
-          clientId: 'chain',
-          clientSecret: 'chain-secret',
-          refreshToken: await oidc.issueRefreshToken('chain'),
-          allowedPrincipals: ['111122223333'],
-        },
-      },
-      { CALLER },
-      dynamo.endpoint,
-    );
+    const chain = {
+      grantType: 'refresh_token',
+      tokenUrl: oidc.tokenUrl,
+      clientId: 'chain',
+      clientSecret: 'chain-secret',
+      refreshToken: await oidc.issueRefreshToken('chain'),
+      allowedPrincipals: ['111122223333'],
+    };
     // Three "containers", each also running the scheduled function every second.
-    const env = { ...fixture.env, TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '1', TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0' };
-    processes = await Promise.all([1, 2, 3].map(() => startLocalMode(env)));
+    cluster = await startLocalCluster(
+      { 'refresh-token/chain': chain },
+      { CALLER },
+      { processes: 3, env: { TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '1', TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0' } },
+    );
   }, 60_000);
   afterAll(async () => {
-    await Promise.all(processes.map((process) => process.stop()));
-    await dynamo?.close();
+    await cluster?.close();
     await oidc?.close();
-    await fixture?.cleanup();
   });
 
   it('serves every vend and never reuses a refresh token while 4-second tokens rotate for 20 s', async () => {
     // Act: steady vends from every process, plus forced refreshes from one.
     const deadline = Date.now() + 20_000;
-    const urls = processes.flatMap((process) => [1, 2].map(() => `${process.url}/tokens/refresh-token/chain`));
+    const urls = cluster.processes.flatMap((process) => [1, 2].map(() => `${process.url}/tokens/refresh-token/chain`));
     const [vends, forced] = await Promise.all([
       hammer(urls, deadline),
-      hammer([`${processes[0]?.url}/tokens/refresh-token/chain/refresh`], deadline, 'POST'),
+      hammer([`${cluster.processes[0]?.url}/tokens/refresh-token/chain/refresh`], deadline, 'POST'),
     ]);
 
     // Assess
@@ -99,8 +84,7 @@ describe('Refresh-token rotation under load', () => {
 
 describe('Crash safety: kill -9 during rotations', () => {
   let server: DemoAuthServer;
-  let dynamo: EmbeddedDynamoDB;
-  let fixture: LocalFixture;
+  let cluster: LocalCluster;
 
   beforeAll(async () => {
     // Like Okta and Auth0: a used refresh token keeps working for a short grace period.
@@ -109,42 +93,40 @@ describe('Crash safety: kill -9 during rotations', () => {
       refreshTokenReuseGraceSeconds: 60,
       delayMs: 100,
     });
-    dynamo = await startEmbeddedDynamoDB();
-    fixture = await prepareLocalFixture(
+    const crash = {
+      grantType: 'refresh_token',
+      tokenUrl: server.tokenUrl,
+      clientId: 'crash',
+      clientSecret: 'crash-secret',
+      refreshToken: server.issueRefreshToken('crash', 'user-1'),
+      allowedPrincipals: ['111122223333'],
+    };
+    // A short lease so a killed holder blocks the next process only briefly.
+    cluster = await startLocalCluster(
+      { 'refresh-token/crash': crash },
+      { CALLER },
       {
-        'refresh-token/crash': {
-          grantType: 'refresh_token',
-          tokenUrl: server.tokenUrl,
-          clientId: 'crash',
-          clientSecret: 'crash-secret',
-          refreshToken: server.issueRefreshToken('crash', 'user-1'),
-          allowedPrincipals: ['111122223333'],
+        env: {
+          TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0',
+          TOKEN_VENDOR_LEASE_SECONDS: '1',
+          TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: '0.9',
+          TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '0.8',
         },
       },
-      { CALLER },
-      dynamo.endpoint,
     );
   });
   afterAll(async () => {
-    await dynamo?.close();
+    await cluster?.close();
     await server?.close();
-    await fixture?.cleanup();
   });
 
   it('keeps the chain alive through repeated kill -9 at random moments', async () => {
-    // Prepare: a short lease so a killed holder blocks the next process only briefly.
-    const env = {
-      ...fixture.env,
-      TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0',
-      TOKEN_VENDOR_LEASE_SECONDS: '1',
-      TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: '0.9',
-      TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: '0.8',
-    };
-    const path = join(fixture.connectorsDir, 'refresh-token', 'crash.json');
+    // Prepare
+    const path = join(cluster.fixture.connectorsDir, 'refresh-token', 'crash.json');
 
     // Act
     for (let round = 0; round < 4; round += 1) {
-      const victim = await startLocalMode(env);
+      const victim = await cluster.start();
       const url = `${victim.url}/tokens/refresh-token/crash/refresh`;
       const load = hammer([url, url], Date.now() + 5_000, 'POST').catch(() => []);
       await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 500));
@@ -154,7 +136,7 @@ describe('Crash safety: kill -9 during rotations', () => {
       const document = JSON.parse(await readFile(path, 'utf8')) as { refreshToken?: unknown };
       expect(typeof document.refreshToken).toBe('string');
     }
-    const survivor = await startLocalMode(env);
+    const survivor = await cluster.start();
     const final = await signedFetch(`${survivor.url}/tokens/refresh-token/crash/refresh`, CALLER, { method: 'POST' });
     const body = (await final.json()) as { access_token?: string };
     await survivor.stop();

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 // Node 24 runs the TypeScript sources directly (type stripping), exactly as `npm start` does.
@@ -136,5 +137,45 @@ export async function prepareLocalFixture(
         : { AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' }),
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+export interface LocalCluster {
+  readonly fixture: LocalFixture;
+  /** Processes started so far, each one "container" sharing the DynamoDB and the connectors folder. */
+  readonly processes: LocalMode[];
+  /** Starts one more process, with extra settings. */
+  start(env?: Record<string, string>): Promise<LocalMode>;
+  /** Stops every process it started, then DynamoDB, then removes the folder. */
+  close(): Promise<void>;
+}
+
+/**
+ * Several local-mode processes on one embedded DynamoDB (`AWS_ENDPOINT_URL_DYNAMODB`) and one connectors folder:
+ * how the tests model several Lambda containers.
+ */
+export async function startLocalCluster(
+  connectors: Record<string, object>,
+  principals: Record<string, { accessKeyId: string; secretAccessKey: string; arn: string }>,
+  options: { processes?: number; env?: Record<string, string> } = {},
+): Promise<LocalCluster> {
+  const dynamo = await startEmbeddedDynamoDB();
+  const fixture = await prepareLocalFixture(connectors, principals, dynamo.endpoint);
+  const processes: LocalMode[] = [];
+  const start = async (env: Record<string, string> = {}) => {
+    const started = await startLocalMode({ ...fixture.env, ...options.env, ...env });
+    processes.push(started);
+    return started;
+  };
+  await Promise.all(Array.from({ length: options.processes ?? 0 }, () => start()));
+  return {
+    fixture,
+    processes,
+    start,
+    async close() {
+      await Promise.all(processes.map((process) => process.stop()));
+      await dynamo.close();
+      await fixture.cleanup();
+    },
   };
 }
