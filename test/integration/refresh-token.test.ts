@@ -81,7 +81,7 @@ describe('Integration: refresh_token against oidc-provider with rotation', () =>
     await harness.writeConnector('refresh-token', 'no-rotation', {
       ...(await connector()),
       tokenUrl: server.url,
-      refreshToken: 'long-lived-refresh-token',
+      refreshToken: 'never-rotated-rt',
     });
 
     // Act
@@ -89,9 +89,9 @@ describe('Integration: refresh_token against oidc-provider with rotation', () =>
     await server.close();
 
     // Assess
-    expect(server.requests[0]?.form.get('refresh_token')).toBe('long-lived-refresh-token');
+    expect(server.requests[0]?.form.get('refresh_token')).toBe('never-rotated-rt');
     expect(server.requests[0]?.form.has('scope')).toBe(false);
-    expect((await harness.readConnector('refresh-token', 'no-rotation')).refreshToken).toBe('long-lived-refresh-token');
+    expect((await harness.readConnector('refresh-token', 'no-rotation')).refreshToken).toBe('never-rotated-rt');
   });
 
   it('marks a rejected refresh token as needing re-authorization and stops calling until the document changes', async () => {
