@@ -46,7 +46,11 @@ async function readBody(request: IncomingMessage): Promise<string | undefined> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function lambdaContext(functionName: string, requestId: string): Context {
+/** API Gateway's integration timeout: the invocation ends (for the caller) this long after it starts. */
+const INTEGRATION_TIMEOUT_MS = 29_000;
+
+function lambdaContext(functionName: string, requestId: string, now: () => number): Context {
+  const started = now();
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName,
@@ -56,7 +60,7 @@ function lambdaContext(functionName: string, requestId: string): Context {
     awsRequestId: requestId,
     logGroupName: `/aws/lambda/${functionName}`,
     logStreamName: 'local',
-    getRemainingTimeInMillis: () => 29_000,
+    getRemainingTimeInMillis: () => Math.max(0, started + INTEGRATION_TIMEOUT_MS - now()),
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,
@@ -155,7 +159,7 @@ export function createApiGateway(options: ApiGatewayOptions): Server {
       },
     };
     const handler = options.handlers[family];
-    return handler(event, lambdaContext(`token-vendor-${family}`, requestId));
+    return handler(event, lambdaContext(`token-vendor-${family}`, requestId, now));
   };
 
   return createServer((request, response) => {

@@ -43,6 +43,8 @@ const eventSchema = z.object({
 });
 
 const MAX_QUERY_LENGTH = 4096;
+/** Kept back from the invocation's remaining time for the middleware and the response. */
+const INVOCATION_RESERVE_MS = 1_000;
 
 function singleQueryValue(event: z.infer<typeof eventSchema>, name: string): string | undefined {
   const values = event.multiValueQueryStringParameters?.[name];
@@ -110,10 +112,12 @@ export function createTokenHandler(family: Family, deps: VendDeps, logger: Logge
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(logMetrics(metrics))
     .use(contractErrors(logger))
-    .handler(async (event) => {
+    .handler(async (event, context) => {
       const request = toVendRequest(family, event);
       logger.appendKeys({ connector: `${family}/${request.connectorId}`, caller: request.caller.arn });
-      const body = await vendToken(deps, request);
+      // The invocation's own end bounds the answer too (a function timeout below API Gateway's 29 s).
+      const deadline = deps.now() + context.getRemainingTimeInMillis() - INVOCATION_RESERVE_MS;
+      const body = await vendToken(deps, { ...request, deadline });
       return jsonResponse(200, body);
     });
 }

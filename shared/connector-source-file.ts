@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from './connector.ts';
-import { type ConnectorSource, withRefreshToken } from './connector-source.ts';
+import {
+  type ConnectorSource,
+  type ReplaceCheck,
+  refreshTokenOf,
+  type WriteResult,
+  withRefreshToken,
+} from './connector-source.ts';
 import { VendorError } from './errors.ts';
 
 const isMissing = (error: unknown) =>
@@ -11,6 +17,7 @@ const isMissing = (error: unknown) =>
 /** Local mode: `<dir>/<family>/<connectorId>.json` (CONTRACT §4). */
 export class FileConnectorSource implements ConnectorSource {
   readonly #dir: string;
+  readonly checkpointIntervalMs = 0;
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -31,9 +38,12 @@ export class FileConnectorSource implements ConnectorSource {
   }
 
   /** Write to a temporary file beside it, then rename: readers see the old or the new document, never half. */
-  async writeRefreshToken(ref: ConnectorRef, refreshToken: string): Promise<void> {
+  async writeRefreshToken(ref: ConnectorRef, refreshToken: string, mayReplace: ReplaceCheck): Promise<WriteResult> {
     const path = this.#path(ref);
     const text = await readFile(path, 'utf8');
+    const current = refreshTokenOf(text);
+    if (current === refreshToken) return 'written';
+    if (!mayReplace(current)) return 'refused';
     const temporary = `${path}.${randomUUID()}.tmp`;
     try {
       await writeFile(temporary, withRefreshToken(text, refreshToken), { mode: 0o600, flush: true });
@@ -42,6 +52,7 @@ export class FileConnectorSource implements ConnectorSource {
       await rm(temporary, { force: true });
       throw error;
     }
+    return 'written';
   }
 
   async list(): Promise<ConnectorRef[]> {

@@ -7,7 +7,13 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { CONNECTOR_ID, type ConnectorRef, isFamily } from './connector.ts';
-import { type ConnectorSource, withRefreshToken } from './connector-source.ts';
+import {
+  type ConnectorSource,
+  type ReplaceCheck,
+  refreshTokenOf,
+  type WriteResult,
+  withRefreshToken,
+} from './connector-source.ts';
 import { VendorError } from './errors.ts';
 
 export interface SecretsManagerConnectorSourceOptions {
@@ -34,6 +40,8 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
   readonly #provider: SecretsProvider;
   readonly #prefix: string;
   readonly #maxAge: number;
+  /** AWS asks for at most one PutSecretValue per secret every 10 minutes; more piles up versions. */
+  readonly checkpointIntervalMs = 600_000;
 
   constructor(options: SecretsManagerConnectorSourceOptions) {
     this.#client = options.client;
@@ -61,10 +69,13 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
     }
   }
 
-  async writeRefreshToken(ref: ConnectorRef, refreshToken: string): Promise<void> {
+  async writeRefreshToken(ref: ConnectorRef, refreshToken: string, mayReplace: ReplaceCheck): Promise<WriteResult> {
     // Rewrite from the newest version, never the cached one, so no other field is rolled back.
     const text = await this.read(ref, { fresh: true });
     if (text === undefined) throw storeUnavailable(new Error('the connector secret no longer exists'));
+    const current = refreshTokenOf(text);
+    if (current === refreshToken) return 'written';
+    if (!mayReplace(current)) return 'refused';
     try {
       await this.#client.send(
         new PutSecretValueCommand({
@@ -76,8 +87,9 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
     } catch (error) {
       throw storeUnavailable(error);
     }
-    // Re-read on next use so the cache does not hand out the replaced refresh token.
+    // Re-read on next use so the cache does not hand out the replaced document.
     this.#provider.clearCache();
+    return 'written';
   }
 
   async list(): Promise<ConnectorRef[]> {

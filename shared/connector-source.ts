@@ -12,11 +12,27 @@ export interface ConnectorSource {
   read(ref: ConnectorRef, options?: { readonly fresh?: boolean }): Promise<string | undefined>;
   /**
    * Rewrites the document's `refreshToken` durably (atomic file replace, or a new secret version that is
-   * idempotent for the same token).
+   * idempotent for the same token), from the newest document, unless `mayReplace` refuses the refresh token the
+   * document holds now (an operator's re-authorization is never overwritten).
    */
-  writeRefreshToken(ref: ConnectorRef, refreshToken: string): Promise<void>;
+  writeRefreshToken(ref: ConnectorRef, refreshToken: string, mayReplace: ReplaceCheck): Promise<WriteResult>;
   /** Every connector the source holds. */
   list(): Promise<ConnectorRef[]>;
+  /**
+   * Minimum spacing of the vendor's checkpoint writes per connector: none for files; Secrets Manager asks for at
+   * most one `PutSecretValue` per secret every 10 minutes.
+   */
+  readonly checkpointIntervalMs: number;
+}
+
+/** Given the refresh token the newest document holds, may the vendor write over it? */
+export type ReplaceCheck = (current: string | undefined) => boolean;
+export type WriteResult = 'written' | 'refused';
+
+/** The refresh token a document's text holds, if any (the text was validated when it was first read). */
+export function refreshTokenOf(text: string): string | undefined {
+  const value = (JSON.parse(text) as Record<string, unknown>).refreshToken;
+  return typeof value === 'string' ? value : undefined;
 }
 
 /** Sets `refreshToken` in a document's text, keeping every other field as it was. */

@@ -26,6 +26,13 @@ export interface ConnectorRef {
 
 export const refKey = (ref: ConnectorRef): string => `${ref.family}/${ref.connectorId}`;
 
+/**
+ * The key of one cached token: the connector's key and the scope set it was asked for ('' for the connector's own
+ * scope). A connector key never holds `#` (CONNECTOR_ID), so the connector is recovered from the token key.
+ */
+export const tokenKeyOf = (connectorKey: string, scopeKey = ''): string => `${connectorKey}#${scopeKey}`;
+export const connectorKeyOf = (tokenKey: string): string => tokenKey.slice(0, tokenKey.indexOf('#'));
+
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 /** RFC 9110 §5.6.2 token, the only legal header name. */

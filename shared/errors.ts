@@ -29,6 +29,8 @@ export interface VendorErrorOptions {
   upstreamError?: string;
   /** Seconds after which a retry may succeed; sent as `Retry-After`. */
   retryAfterSeconds?: number;
+  /** The token server's HTTP status, when it answered. */
+  upstreamStatus?: number;
 }
 
 export class VendorError extends Error {
@@ -36,6 +38,7 @@ export class VendorError extends Error {
   readonly status: number;
   readonly upstreamError: string | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly upstreamStatus: number | undefined;
 
   constructor(code: ErrorCode, description: string, options: VendorErrorOptions = {}) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
@@ -44,6 +47,7 @@ export class VendorError extends Error {
     this.status = STATUS[code];
     this.upstreamError = options.upstreamError;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.upstreamStatus = options.upstreamStatus;
   }
 }
 

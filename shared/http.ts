@@ -46,7 +46,9 @@ function guardedLookup(policy: NetworkPolicy, resolve: Resolver): LookupFunction
       const wanted = addresses.filter(
         (address) => options.family === undefined || options.family === 0 || address.family === options.family,
       );
-      if (wanted.length === 0) return callback(new Error(`no address for ${hostname}`), '', 0);
+      if (wanted.length === 0) {
+        return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+      }
       if (wanted.some((address) => !isAddressAllowed(address.address, policy))) {
         return callback(new DestinationRefusedError('resolves to an address the vendor may not call'), '', 0);
       }

@@ -1,4 +1,4 @@
-import { type Connector, type ConnectorRef, parseConnector, refKey } from './connector.ts';
+import { type Connector, type ConnectorRef, parseConnector, refKey, tokenKeyOf } from './connector.ts';
 import { type ConnectorHealth, healthOf } from './health.ts';
 import { errorFields } from './log.ts';
 import type { CachedToken, ConnectorState } from './token-store.ts';
@@ -101,14 +101,7 @@ export async function rotateConnectors(deps: VendDeps, options: RotationOptions 
   return report;
 }
 
-function isDue(
-  token: CachedToken | undefined,
-  connector: Connector,
-  state: ConnectorState,
-  now: number,
-  idleMs: number,
-) {
-  if (state.journal !== undefined && !state.journal.written) return true;
+function isDue(token: CachedToken | undefined, connector: Connector, now: number, idleMs: number) {
   if (token === undefined || token.tokenRevision !== connector.tokenRevision || now >= token.refreshAt) return true;
   return connector.document.grantType === 'refresh_token' && now - token.issuedAt >= idleMs;
 }
@@ -137,18 +130,15 @@ async function refreshOne(
   const backingOff = before.state === 'failing' && (state.failure?.nextAttemptAt ?? 0) > now;
   if (before.state === 'needs_reauthorization' || backingOff) return { result: 'skipped', after: before };
 
-  const tokenKey = `${connectorKey}#`;
+  const tokenKey = tokenKeyOf(connectorKey);
   let result: Outcome = 'fresh';
   try {
     const cached = await deps.store.getToken(tokenKey, now);
-    if (isDue(cached, connector, state, now, idleRefreshMs)) {
-      // A pending journal write is completed by a refresh, so nothing another holder stored counts then.
-      const pending = state.journal !== undefined && !state.journal.written;
+    if (isDue(cached, connector, now, idleRefreshMs)) {
       const token = await deps.fetcher.fetch(
         { connector, tokenKey, scope: connector.document.scope },
         {
-          accept: (candidate) =>
-            !pending && candidate.refreshAt > deps.now() && deps.now() - candidate.issuedAt < idleRefreshMs,
+          accept: (candidate) => candidate.refreshAt > deps.now() && deps.now() - candidate.issuedAt < idleRefreshMs,
           background: true,
         },
       );
@@ -157,6 +147,8 @@ async function refreshOne(
         result = 'refreshed';
       }
     }
+    // A document left behind (its store was down, or its checkpoint interval had not passed) catches up here.
+    if (result === 'fresh' && state.chain !== undefined) await deps.fetcher.checkpoint(connector, state.chain);
   } catch (error) {
     result = 'failed';
     deps.log.warn('scheduled refresh failed', { connector: connectorKey, ...errorFields(error) });

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { createDynamoDBClient, createSecretsManagerClient } from './aws-clients.ts';
 import type { Config } from './config.ts';
 import type { ConnectorSource } from './connector-source.ts';
 import { FileConnectorSource } from './connector-source-file.ts';
@@ -31,13 +30,13 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
     (config.connectorsDir !== undefined
       ? new FileConnectorSource(config.connectorsDir)
       : new SecretsManagerConnectorSource({
-          client: new SecretsManagerClient({}),
+          client: createSecretsManagerClient(),
           prefix: config.secretPrefix,
           maxAgeSeconds: config.secretMaxAgeSeconds,
         }));
   // The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB when set (local mode, tests).
   const store =
-    overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: new DynamoDBClient({}) });
+    overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: createDynamoDBClient() });
   const now = overrides.now ?? Date.now;
   const localMode = config.connectorsDir !== undefined;
   const fetcher = new TokenFetcher({
@@ -73,6 +72,7 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
       memoryStalenessMs: config.memoryStalenessMs,
       defaultMinTtlSeconds: config.defaultMinTtlSeconds,
       refreshAhead: config.refreshAhead,
+      refreshSpread: Math.random(),
     },
   };
 }

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { type Connector, fingerprint, parseConnector, refKey } from './connector.ts';
 import type { ConnectorSource } from './connector-source.ts';
-import { VendorError } from './errors.ts';
+import { within } from './deadline.ts';
+import { misconfigured, VendorError } from './errors.ts';
 import type { HttpClient } from './http.ts';
 import { errorFields, type Log } from './log.ts';
-import { requestToken } from './oauth/token-client.ts';
-import type { CachedToken, Lease, TokenFailure, TokenStore } from './token-store.ts';
+import { notAsked, outcomeUnknown, requestToken } from './oauth/token-client.ts';
+import type { CachedToken, ConnectorState, Lease, RefreshChain, TokenFailure, TokenStore } from './token-store.ts';
 
 export interface FetcherSettings {
   /** How long a lease holder may talk to the token server before others may take over. */
@@ -48,15 +49,30 @@ export interface FetchOptions {
   readonly accept: (token: CachedToken) => boolean;
   /** Refresh ahead: try once, never wait for another holder. */
   readonly background?: boolean;
+  /** Epoch milliseconds by which the caller needs its answer; waits and the exchange end before it. */
+  readonly deadline?: number;
+}
+
+/** Time kept back after an exchange for the writes that store its result. */
+const STORE_RESERVE_MS = 1_000;
+/** Longest wait for the connector document under the lease; the chain goes on from the table without it. */
+const DOCUMENT_READ_MS = 2_000;
+/** Fingerprints of held refresh tokens kept in the chain, to tell a document that is behind from a new one. */
+const HELD_FINGERPRINTS = 16;
+
+/** A chain this process holds in memory alone, because neither the table nor the document took it. */
+interface UnsavedChain {
+  readonly chain: RefreshChain;
 }
 
 /**
  * Gets a new token from the token server so that, across every process sharing the token table, exactly one
  * caller talks to the server for a connector at a time; the others wait for its result.
  *
- * The lease lives on the connector's state item (one conditional write); its `fence` grows with each grant
- * and guards every write a holder makes, so a holder whose lease ran out cannot overwrite a newer result.
- * All uses of a refresh token go through it, which is what keeps a rotating refresh token chain intact.
+ * The lease lives on the connector's state item (one conditional write); its `fence` grows with each grant.
+ * A refresh grant's exchange ends with one write, conditional on the fence, that stores the new refresh token
+ * and access token together: a holder whose lease was taken stores and publishes nothing. The table is the home
+ * of the live refresh token; the connector document is its seed and a checkpoint (CONTRACT §2).
  */
 export class TokenFetcher {
   readonly #deps: FetcherDeps;
@@ -69,7 +85,7 @@ export class TokenFetcher {
    * Rotated refresh tokens that neither the table nor the connector store took (both down): the last copy is here,
    * and it is used and written again by the next refresh in this process.
    */
-  readonly #unsaved = new Map<string, { refreshToken: string; replaces: string }>();
+  readonly #unsaved = new Map<string, UnsavedChain>();
 
   constructor(deps: FetcherDeps) {
     this.#deps = deps;
@@ -94,10 +110,16 @@ export class TokenFetcher {
     return flight;
   }
 
+  /**
+   * Reads before it leases: a token someone stored, or a live lease, means there is nothing to take. Only a
+   * caller that finds neither writes (the lease), so a hot connector costs one conditional write per refresh, not
+   * one per container. Waiters poll the table until the holder's lease ends or their deadline comes.
+   */
   async #fetchAcrossProcesses(target: FetchTarget, options: FetchOptions): Promise<CachedToken | undefined> {
     const { store, now, sleep, random, settings } = this.#deps;
     const connectorKey = refKey(target.connector.ref);
     const started = now();
+    const deadline = options.deadline ?? started + settings.waitMs;
     const acceptable = (token: CachedToken | undefined): token is CachedToken =>
       token !== undefined &&
       token.tokenRevision === target.connector.tokenRevision &&
@@ -105,26 +127,30 @@ export class TokenFetcher {
       options.accept(token);
     let pause = 20;
     for (;;) {
-      const lease = await store.acquireLease(connectorKey, this.#owner, now(), settings.leaseMs);
-      if (lease !== undefined) {
-        try {
-          return await this.#fetchAsHolder(target, lease, acceptable, started);
-        } finally {
-          await store.releaseLease(connectorKey, lease).catch((error: unknown) => {
-            // The lease runs out by itself; failing to release it early costs others only a wait.
-            this.#deps.log.warn('lease release failed', { connector: connectorKey, ...errorFields(error) });
-          });
+      const stored = await store.getToken(target.tokenKey, now());
+      if (acceptable(stored)) return stored;
+      const state = await store.getState(connectorKey);
+      const head = headFor(state, target.tokenKey);
+      if (acceptable(head)) return head;
+      let holder = state.lease !== undefined && state.lease.until > now() ? state.lease : undefined;
+      if (holder === undefined) {
+        const takenAt = now();
+        const attempt = await store.acquireLease(connectorKey, this.#owner, takenAt, settings.leaseMs);
+        if ('lease' in attempt) {
+          return this.#fetchAsHolder(target, attempt.lease, acceptable, { started, takenAt, deadline });
         }
+        holder = attempt.heldBy;
       }
       if (options.background === true) return undefined;
-      const token = await store.getToken(target.tokenKey, now());
-      if (acceptable(token)) return token;
-      if (now() - started >= settings.waitMs) {
+      const left = deadline - now();
+      if (left <= 0) {
         throw new VendorError('upstream_unavailable', 'Timed out waiting for a token refresh in progress.', {
           retryAfterSeconds: 1,
         });
       }
-      await sleep(pause * (0.5 + random()));
+      // Poll for the holder's result, but never past its lease (then it is free to take) or the deadline.
+      const untilFree = holder === undefined ? 0 : holder.until - now();
+      await sleep(Math.max(1, Math.min(pause * (0.5 + random()), left, Math.max(untilFree, 1))));
       pause = Math.min(pause * 1.5, 250);
     }
   }
@@ -133,80 +159,162 @@ export class TokenFetcher {
     target: FetchTarget,
     lease: Lease,
     acceptable: (token: CachedToken | undefined) => token is CachedToken,
-    started: number,
+    times: { readonly started: number; readonly takenAt: number; readonly deadline: number },
   ): Promise<CachedToken> {
-    const { store, now } = this.#deps;
+    const { store, now, settings } = this.#deps;
     const connectorKey = refKey(target.connector.ref);
-    // Another holder may have finished between our last read and taking the lease.
-    const existing = await store.getToken(target.tokenKey, now());
-    if (acceptable(existing)) return existing;
-
-    const state = await store.getState(connectorKey);
-    const connector = await this.#currentConnector(target.connector);
-    if (state.failure !== undefined && state.failure.at >= started && state.failure.revision === connector.revision) {
-      // The holder before us failed while we waited: share its answer rather than multiply load on the server.
-      throw failureError(state.failure);
-    }
-    const openUntil = state.failure?.openUntil;
-    if (openUntil !== undefined && openUntil > now() && state.failure?.revision === connector.revision) {
-      // Circuit open: the server failed repeatedly; calling it again now would only add load to an outage.
-      throw new VendorError('upstream_unavailable', 'The token server keeps failing; the vendor is backing off.', {
-        retryAfterSeconds: Math.ceil((openUntil - now()) / 1000),
-      });
-    }
-    const isRefreshGrant = connector.document.grantType === 'refresh_token';
-    if (
-      isRefreshGrant &&
-      state.reauthorization?.revision === connector.revision &&
-      state.reauthorization.upstreamError === 'invalid_grant'
-    ) {
-      throw needsReauthorization(state.reauthorization.upstreamError);
-    }
-    const refreshToken = isRefreshGrant ? await this.#newestRefreshToken(connector, state.journal) : undefined;
-
-    const issuedAt = now();
-    let result: Awaited<ReturnType<typeof requestToken>>;
+    let completed = false;
     try {
-      result = await requestToken(
-        {
-          http: this.#deps.http,
-          now,
-          sleep: this.#deps.sleep,
-          random: this.#deps.random,
-          attemptTimeoutMs: this.#deps.settings.attemptTimeoutMs,
-          deadlineMs: this.#deps.settings.fetchDeadlineMs,
-          maxAttempts: this.#deps.settings.maxAttempts,
-        },
-        connector.document,
-        {
-          scope: target.scope,
-          refreshToken,
-          rememberedAuthMethod: state.authRevision === connector.tokenRevision ? state.authMethod : undefined,
-        },
+      // Every step under the lease counts against it: the exchange ends in time for its result to be stored.
+      const exchangeBy = Math.min(times.takenAt + settings.fetchDeadlineMs, times.deadline - STORE_RESERVE_MS);
+      const state = await store.getState(connectorKey);
+      // Another holder may have finished between our last read and taking the lease.
+      const head = headFor(state, target.tokenKey);
+      if (acceptable(head)) return head;
+
+      const connector = await this.#currentConnector(target.connector, state, exchangeBy);
+      if (
+        state.failure !== undefined &&
+        state.failure.at >= times.started &&
+        state.failure.revision === connector.revision
+      ) {
+        // The holder before us failed while we waited: share its answer rather than multiply load on the server.
+        throw failureError(state.failure);
+      }
+      const openUntil = state.failure?.openUntil;
+      if (openUntil !== undefined && openUntil > now() && state.failure?.revision === connector.revision) {
+        // Circuit open: the server failed repeatedly; calling it again now would only add load to an outage.
+        throw new VendorError('upstream_unavailable', 'The token server keeps failing; the vendor is backing off.', {
+          retryAfterSeconds: Math.ceil((openUntil - now()) / 1000),
+        });
+      }
+      const isRefreshGrant = connector.document.grantType === 'refresh_token';
+      if (
+        isRefreshGrant &&
+        state.reauthorization?.revision === connector.revision &&
+        state.reauthorization.upstreamError === 'invalid_grant'
+      ) {
+        throw needsReauthorization(state.reauthorization.upstreamError);
+      }
+      const chain = isRefreshGrant ? this.#chainToContinue(connector, state.chain) : undefined;
+
+      const issuedAt = now();
+      let result: Awaited<ReturnType<typeof requestToken>>;
+      try {
+        result = await requestToken(
+          {
+            http: this.#deps.http,
+            now,
+            sleep: this.#deps.sleep,
+            random: this.#deps.random,
+            attemptTimeoutMs: settings.attemptTimeoutMs,
+            deadlineMs: exchangeBy - now(),
+            maxAttempts: settings.maxAttempts,
+          },
+          connector.document,
+          {
+            scope: target.scope,
+            refreshToken: chain?.refreshToken,
+            rememberedAuthMethod: state.authRevision === connector.tokenRevision ? state.authMethod : undefined,
+          },
+        );
+      } catch (error) {
+        await this.#recordFailure(connector, error, isRefreshGrant, state.failure);
+        throw error;
+      }
+      const token = toCachedToken(result.tokens, target, issuedAt, this.#deps);
+      const next = chain === undefined ? undefined : nextChain(chain, result.tokens.refreshToken);
+      // One write stores what the server answered, under the lease: the refresh token, which cannot be fetched
+      // again, goes nowhere else first.
+      let stored: boolean | undefined;
+      try {
+        stored = await store.completeExchange(connectorKey, lease, {
+          authMethod: result.authMethod,
+          authRevision: connector.tokenRevision,
+          chain: next,
+          head: next === undefined ? undefined : { tokenKey: target.tokenKey, token },
+        });
+      } catch (error) {
+        this.#deps.log.error('storing the exchange failed after the token server answered', {
+          connector: connectorKey,
+          ...errorFields(error),
+        });
+      }
+      if (stored === false) {
+        // A newer holder took the lease while this exchange ran: its chain is the one that counts.
+        this.#deps.log.error('the lease was taken over during the exchange; its result is not stored', {
+          connector: connectorKey,
+        });
+        return token;
+      }
+      if (stored === undefined) {
+        if (next !== undefined && next.refreshToken !== chain?.refreshToken) await this.#keepUnsaved(connector, next);
+        return token;
+      }
+      completed = true;
+      this.#unsaved.delete(connectorKey);
+      await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
+      if (next !== undefined) await this.checkpoint(connector, next);
+      return token;
+    } finally {
+      if (!completed) {
+        await store.releaseLease(connectorKey, lease).catch((error: unknown) => {
+          // The lease runs out by itself; failing to release it early costs others only a wait.
+          this.#deps.log.warn('lease release failed', { connector: connectorKey, ...errorFields(error) });
+        });
+      }
+    }
+  }
+
+  /**
+   * Writes the chain's refresh token back into the connector document when the source's checkpoint interval has
+   * passed (at once for files; Secrets Manager at most every 10 minutes), never over a refresh token the vendor
+   * never held (an operator's re-authorization). The scheduled run calls it too, to catch up a document left
+   * behind. A failure here costs nothing: the table holds the chain.
+   */
+  async checkpoint(connector: Connector, chain: RefreshChain): Promise<'written' | 'current' | 'deferred' | 'refused'> {
+    const { source, store, now } = this.#deps;
+    const connectorKey = refKey(connector.ref);
+    if (connector.document.refreshToken === chain.refreshToken) return 'current';
+    if (chain.checkpointAt !== undefined && now() - chain.checkpointAt < source.checkpointIntervalMs) return 'deferred';
+    const result = await this.#writeDocument(connector, chain);
+    if (result === 'written') {
+      await this.#bestEffort('record checkpoint', connectorKey, () => store.recordCheckpoint(connectorKey, now()));
+    }
+    return result ?? 'deferred';
+  }
+
+  async #writeDocument(connector: Connector, chain: RefreshChain): Promise<'written' | 'refused' | undefined> {
+    const connectorKey = refKey(connector.ref);
+    try {
+      const result = await this.#deps.source.writeRefreshToken(connector.ref, chain.refreshToken, (current) =>
+        isHeld(chain, current),
       );
+      if (result === 'refused') {
+        this.#deps.log.warn('the connector document holds a refresh token the vendor never held; left as it is', {
+          connector: connectorKey,
+        });
+      } else {
+        this.#deps.log.info('refresh token checkpointed to the connector document', { connector: connectorKey });
+      }
+      return result;
     } catch (error) {
-      await this.#recordFailure(connector, error, isRefreshGrant, state.failure);
-      throw error;
+      this.#deps.log.warn('refresh token checkpoint to the connector store failed; the table keeps the chain', {
+        connector: connectorKey,
+        ...errorFields(error),
+      });
+      return undefined;
     }
-    // From here on the server has answered: a store failure must not cost the caller the token, and the rotated
-    // refresh token, the one thing that cannot be fetched again, is stored first.
-    if (isRefreshGrant && refreshToken !== undefined && result.tokens.refreshToken !== undefined) {
-      await this.#storeRotatedRefreshToken(connector, lease, refreshToken, result.tokens.refreshToken);
-    }
-    if (state.failure !== undefined) {
-      await this.#bestEffort('clear failure', connectorKey, () => store.clearFailure(connectorKey));
-    }
-    if (state.authMethod !== result.authMethod || state.authRevision !== connector.tokenRevision) {
-      await this.#bestEffort('remember auth method', connectorKey, () =>
-        store.rememberAuthMethod(connectorKey, result.authMethod, connector.tokenRevision),
-      );
-    }
-    const token = toCachedToken(result.tokens, target, issuedAt, this.#deps);
-    const stored = await this.#bestEffort('cache token', connectorKey, () =>
-      store.putToken(target.tokenKey, token, lease.fence),
-    );
-    if (stored === false) this.#deps.log.warn('a newer holder stored a token first', { connector: connectorKey });
-    return token;
+  }
+
+  /**
+   * The table refused the exchange's result (down, not fenced out): the document takes the new refresh token at
+   * once, whatever the checkpoint interval, and this process keeps it too. A document value the table never held
+   * is what the next holder, anywhere, continues from.
+   */
+  async #keepUnsaved(connector: Connector, chain: RefreshChain): Promise<void> {
+    this.#unsaved.set(refKey(connector.ref), { chain });
+    await this.#writeDocument(connector, chain);
   }
 
   async #bestEffort<T>(what: string, connectorKey: string, write: () => Promise<T>): Promise<T | undefined> {
@@ -222,70 +330,50 @@ export class TokenFetcher {
   }
 
   /**
-   * For a refresh grant, the document as it is now, under the lease: the copy read before waiting may be several
-   * rotations old, and its refresh token long used up. Other grants keep the copy they have.
+   * For a refresh grant, the document as it is now, under the lease: an operator may have re-authorized. When the
+   * connector store is down or slow, the copy in hand will do: the table holds the chain. Other grants keep the
+   * copy they have.
    */
-  async #currentConnector(connector: Connector): Promise<Connector> {
+  async #currentConnector(connector: Connector, state: ConnectorState, exchangeBy: number): Promise<Connector> {
     if (connector.document.grantType !== 'refresh_token') return connector;
-    const text = await this.#deps.source.read(connector.ref, { fresh: true });
+    const budget = Math.min(DOCUMENT_READ_MS, exchangeBy - this.#deps.now() - this.#deps.settings.attemptTimeoutMs);
+    let text: string | undefined;
+    try {
+      text = await within(this.#deps.source.read(connector.ref, { fresh: true }), budget, 'The connector store');
+    } catch (error) {
+      if (state.chain === undefined) throw error;
+      this.#deps.log.warn('the connector store is unavailable; the chain continues from the table', {
+        connector: refKey(connector.ref),
+        ...errorFields(error),
+      });
+      return connector;
+    }
     if (text === undefined) throw new VendorError('access_denied', 'The connector no longer exists.');
     return parseConnector(connector.ref, text);
   }
 
   /**
-   * The refresh token to use: the document's, unless the journal holds a newer one the document has not caught
-   * up with (a crash or failed write after rotation), in which case that write is completed first.
+   * The refresh token to present: the table's chain (or this process's unsaved copy of it), unless the document
+   * holds one the vendor never held, which is an operator's re-authorization; the chain continues from that.
    */
-  async #newestRefreshToken(connector: Connector, stored: RefreshTokenJournalView | undefined): Promise<string> {
-    const documentToken = connector.document.refreshToken ?? '';
+  #chainToContinue(connector: Connector, stored: RefreshChain | undefined): RefreshChain {
     const connectorKey = refKey(connector.ref);
-    const unsaved = this.#unsaved.get(connectorKey);
-    const journal = unsaved === undefined ? stored : { ...unsaved, written: false };
-    if (journal === undefined) return documentToken;
-    if (journal.refreshToken === documentToken) {
-      if (!journal.written) await this.#deps.store.markJournalWritten(connectorKey, documentToken);
-      return documentToken;
+    const unsaved = this.#unsaved.get(connectorKey)?.chain;
+    // The memory copy is newer only while the table is still at one of its ancestors.
+    const usable =
+      unsaved !== undefined && (stored === undefined || isHeld(unsaved, stored.refreshToken)) ? unsaved : stored;
+    if (unsaved !== undefined && usable !== unsaved) this.#unsaved.delete(connectorKey);
+    const documentToken = connector.document.refreshToken;
+    if (usable === undefined || (documentToken !== undefined && !isHeld(usable, documentToken))) {
+      if (usable !== undefined) {
+        this.#deps.log.info('the connector document holds a new refresh token; the chain continues from it', {
+          connector: connectorKey,
+        });
+      }
+      if (documentToken === undefined) throw misconfigured('refreshToken', 'is required');
+      return { refreshToken: documentToken, held: [fingerprint(documentToken)], checkpointAt: usable?.checkpointAt };
     }
-    // The document moved on to a token we never issued: an operator re-authorized; theirs wins.
-    if (journal.replaces !== fingerprint(documentToken)) return documentToken;
-    await this.#writeRefreshToken(connector, journal.refreshToken);
-    return journal.refreshToken;
-  }
-
-  async #storeRotatedRefreshToken(connector: Connector, lease: Lease, used: string, issued: string): Promise<void> {
-    if (issued === used) return;
-    const connectorKey = refKey(connector.ref);
-    const entry = { refreshToken: issued, replaces: fingerprint(used) };
-    // Durable first, in the table, under the lease; only then the slower secret write, which may be retried.
-    const journaled = await this.#bestEffort('journal refresh token', connectorKey, () =>
-      this.#deps.store.journalRefreshToken(connectorKey, lease, entry),
-    );
-    if (journaled === false) {
-      this.#deps.log.error('refresh token journal refused: a newer holder exists', { connector: connectorKey });
-    }
-    const written = await this.#writeRefreshToken(connector, issued);
-    if (journaled !== true && !written) this.#unsaved.set(connectorKey, entry);
-  }
-
-  /** Writes the refresh token into the connector document; false (and logged) when the store refused. */
-  async #writeRefreshToken(connector: Connector, refreshToken: string): Promise<boolean> {
-    const connectorKey = refKey(connector.ref);
-    try {
-      await this.#deps.source.writeRefreshToken(connector.ref, refreshToken);
-    } catch (error) {
-      // The journal keeps the token; the next refresh or scheduled run completes the write.
-      this.#deps.log.error('refresh token write to the connector store failed; will retry', {
-        connector: connectorKey,
-        ...errorFields(error),
-      });
-      return false;
-    }
-    this.#unsaved.delete(connectorKey);
-    await this.#bestEffort('mark journal written', connectorKey, () =>
-      this.#deps.store.markJournalWritten(connectorKey, refreshToken),
-    );
-    this.#deps.log.info('rotated refresh token stored', { connector: connectorKey });
-    return true;
+    return usable;
   }
 
   async #recordFailure(
@@ -295,9 +383,12 @@ export class TokenFetcher {
     previous: TokenFailure | undefined,
   ): Promise<void> {
     if (!(error instanceof VendorError)) return;
+    // Not asked at all (too little time left): nothing to learn about the server.
+    if (notAsked(error)) return;
     const connectorKey = refKey(connector.ref);
     const at = this.#deps.now();
     const consecutive = (previous?.revision === connector.revision ? previous.consecutive : 0) + 1;
+    const unconfirmed = isRefreshGrant && outcomeUnknown(error);
     const failure: TokenFailure = {
       at,
       code: error.code,
@@ -307,7 +398,17 @@ export class TokenFetcher {
       openUntil:
         error.code === 'upstream_unavailable' ? circuitOpenUntil(at, consecutive, this.#deps.random) : undefined,
       nextAttemptAt: scheduledRetryAt(at, consecutive, this.#deps.random),
+      unconfirmed,
     };
+    if (unconfirmed) {
+      // The server may have rotated the token without the vendor seeing the answer. The next exchange presents
+      // the same token: a server with a reuse grace period accepts it; a strict one revokes the grant, which no
+      // client can prevent (README, "Guarantees").
+      this.#deps.log.error('refresh exchange outcome unknown: the server may have rotated the refresh token', {
+        connector: connectorKey,
+        ...errorFields(error),
+      });
+    }
     // A refused refresh token or client will not start working by itself: only a new document helps.
     const broken =
       (isRefreshGrant && error.upstreamError === 'invalid_grant') || error.upstreamError === 'invalid_client';
@@ -326,7 +427,24 @@ export class TokenFetcher {
   }
 }
 
-type RefreshTokenJournalView = NonNullable<Awaited<ReturnType<TokenStore['getState']>>['journal']>;
+/** The access token on the state item, when it is for this key and has not expired. */
+function headFor(state: ConnectorState, tokenKey: string): CachedToken | undefined {
+  return state.head?.tokenKey === tokenKey ? state.head.token : undefined;
+}
+
+/** Is `refreshToken` the chain's own or one it held before (so a document holding it is merely behind)? */
+function isHeld(chain: RefreshChain, refreshToken: string | undefined): boolean {
+  return (
+    refreshToken === undefined || refreshToken === chain.refreshToken || chain.held.includes(fingerprint(refreshToken))
+  );
+}
+
+/** The chain after an exchange: the issued refresh token, or the presented one when the server did not rotate. */
+function nextChain(chain: RefreshChain, issued: string | undefined): RefreshChain {
+  const refreshToken = issued ?? chain.refreshToken;
+  const held = [fingerprint(refreshToken), fingerprint(chain.refreshToken), ...chain.held];
+  return { refreshToken, held: [...new Set(held)].slice(0, HELD_FINGERPRINTS), checkpointAt: chain.checkpointAt };
+}
 
 export function needsReauthorization(upstreamError: string): VendorError {
   return new VendorError(

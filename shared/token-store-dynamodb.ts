@@ -1,12 +1,14 @@
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { connectorKeyOf } from './connector.ts';
 import { VendorError } from './errors.ts';
-import type { ClientAuthMethod } from './oauth/client-auth.ts';
 import type {
   CachedToken,
   ConnectorState,
+  ExchangeOutcome,
   Lease,
-  RefreshTokenJournal,
+  LeaseAttempt,
+  LeaseView,
   TokenFailure,
   TokenStore,
 } from './token-store.ts';
@@ -30,6 +32,42 @@ const ttlSeconds = (epochMs: number) => Math.ceil(epochMs / 1000) + 60;
 const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 const num = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
 
+const FAILURE_ATTRIBUTES = [
+  'failureAt',
+  'failureCode',
+  'failureRevision',
+  'failureCount',
+  'failureUpstreamError',
+  'failureOpenUntil',
+  'failureNextAttemptAt',
+  'failureUnconfirmed',
+];
+
+/** A token as stored (a token item, or the head token on a state item), or undefined when not one. */
+function toCachedToken(value: unknown): CachedToken | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const item = value as Record<string, unknown>;
+  const accessToken = str(item.accessToken);
+  const expiresAt = num(item.expiresAt);
+  if (accessToken === undefined || expiresAt === undefined) return undefined;
+  const issuedAt = num(item.issuedAt) ?? expiresAt;
+  return {
+    accessToken,
+    tokenType: str(item.tokenType) ?? 'Bearer',
+    scope: str(item.scope),
+    issuedAt,
+    expiresAt,
+    refreshAt: num(item.refreshAt) ?? expiresAt,
+    tokenRevision: str(item.tokenRevision) ?? '',
+  };
+}
+
+function leaseOf(item: Record<string, unknown>): LeaseView | undefined {
+  const owner = str(item.leaseOwner);
+  const until = num(item.leaseUntil);
+  return owner === undefined || until === undefined || Number.isNaN(until) ? undefined : { owner, until };
+}
+
 /**
  * TokenStore on one DynamoDB table, single-item conditional writes only (no transactions), so it runs the same
  * on DynamoDB and on dynalite.
@@ -48,19 +86,8 @@ export class DynamoDBTokenStore implements TokenStore {
     const { Item } = await this.#send(() =>
       this.#client.send(new GetCommand({ TableName: this.#tableName, Key: tokenKey(key), ConsistentRead: true })),
     );
-    const accessToken = str(Item?.accessToken);
-    const expiresAt = num(Item?.expiresAt);
-    if (Item === undefined || accessToken === undefined || expiresAt === undefined || expiresAt <= now)
-      return undefined;
-    return {
-      accessToken,
-      tokenType: str(Item.tokenType) ?? 'Bearer',
-      scope: str(Item.scope),
-      issuedAt: num(Item.issuedAt) ?? now,
-      expiresAt,
-      refreshAt: num(Item.refreshAt) ?? expiresAt,
-      tokenRevision: str(Item.tokenRevision) ?? '',
-    };
+    const token = toCachedToken(Item);
+    return token === undefined || token.expiresAt <= now ? undefined : token;
   }
 
   async putToken(key: string, token: CachedToken, fence: number): Promise<boolean> {
@@ -78,6 +105,17 @@ export class DynamoDBTokenStore implements TokenStore {
 
   async deleteToken(key: string): Promise<void> {
     await this.#send(() => this.#client.send(new DeleteCommand({ TableName: this.#tableName, Key: tokenKey(key) })));
+    await this.#conditional(() =>
+      this.#client.send(
+        new UpdateCommand({
+          TableName: this.#tableName,
+          Key: stateKey(connectorKeyOf(key)),
+          UpdateExpression: 'REMOVE headKey, headToken',
+          ConditionExpression: 'headKey = :key',
+          ExpressionAttributeValues: { ':key': key },
+        }),
+      ),
+    );
   }
 
   async getState(connectorKey: string): Promise<ConnectorState> {
@@ -88,20 +126,24 @@ export class DynamoDBTokenStore implements TokenStore {
     );
     if (Item === undefined) return {};
     const authMethod = str(Item.authMethod);
-    const journalToken = str(Item.journalToken);
+    const chainToken = str(Item.chainToken);
+    const headKey = str(Item.headKey);
     const reauthRevision = str(Item.reauthRevision);
     const failureAt = num(Item.failureAt);
+    const headToken = headKey === undefined ? undefined : toCachedToken(Item.headToken);
     return {
       authMethod: authMethod === 'basic' || authMethod === 'body' || authMethod === 'none' ? authMethod : undefined,
       authRevision: str(Item.authRevision),
-      journal:
-        journalToken === undefined
+      chain:
+        chainToken === undefined
           ? undefined
           : {
-              refreshToken: journalToken,
-              replaces: str(Item.journalReplaces) ?? '',
-              written: Item.journalWritten === true,
+              refreshToken: chainToken,
+              held: Array.isArray(Item.chainHeld) ? Item.chainHeld.filter((entry) => typeof entry === 'string') : [],
+              checkpointAt: num(Item.chainCheckpointAt),
             },
+      head: headKey === undefined || headToken === undefined ? undefined : { tokenKey: headKey, token: headToken },
+      lease: leaseOf(Item),
       reauthorization:
         reauthRevision === undefined
           ? undefined
@@ -117,11 +159,12 @@ export class DynamoDBTokenStore implements TokenStore {
               consecutive: num(Item.failureCount) ?? 1,
               openUntil: num(Item.failureOpenUntil),
               nextAttemptAt: num(Item.failureNextAttemptAt),
+              unconfirmed: Item.failureUnconfirmed === true ? true : undefined,
             },
     };
   }
 
-  async acquireLease(connectorKey: string, owner: string, now: number, durationMs: number): Promise<Lease | undefined> {
+  async acquireLease(connectorKey: string, owner: string, now: number, durationMs: number): Promise<LeaseAttempt> {
     const until = now + durationMs;
     try {
       const { Attributes } = await this.#client.send(
@@ -133,12 +176,19 @@ export class DynamoDBTokenStore implements TokenStore {
           ConditionExpression: 'attribute_not_exists(leaseUntil) OR leaseUntil <= :now',
           ExpressionAttributeValues: { ':owner': owner, ':until': until, ':now': now, ':one': 1 },
           ReturnValues: 'UPDATED_NEW',
+          // DynamoDB hands back the holder with the refusal, so a loser learns when to look again without a read.
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
-      return { owner, fence: num(Attributes?.fence) ?? 1, until };
+      return { lease: { owner, fence: num(Attributes?.fence) ?? 1, until } };
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return undefined;
-      throw storeUnavailable(error);
+      if (!(error instanceof ConditionalCheckFailedException)) throw storeUnavailable(error);
+      const item = error.Item;
+      if (item !== undefined) {
+        return { heldBy: leaseOf({ leaseOwner: item.leaseOwner?.S, leaseUntil: Number(item.leaseUntil?.N) }) };
+      }
+      // dynalite (local mode) does not return the item with the refusal.
+      return { heldBy: (await this.getState(connectorKey)).lease };
     }
   }
 
@@ -156,53 +206,50 @@ export class DynamoDBTokenStore implements TokenStore {
     );
   }
 
-  async rememberAuthMethod(connectorKey: string, method: ClientAuthMethod, revision: string): Promise<void> {
-    await this.#update(connectorKey, 'SET authMethod = :method, authRevision = :revision', {
-      ':method': method,
-      ':revision': revision,
-    });
-  }
-
-  async journalRefreshToken(
-    connectorKey: string,
-    lease: Lease,
-    journal: Omit<RefreshTokenJournal, 'written'>,
-  ): Promise<boolean> {
+  async completeExchange(connectorKey: string, lease: Lease, outcome: ExchangeOutcome): Promise<boolean> {
+    const sets = ['authMethod = :method', 'authRevision = :revision', 'leaseUntil = :zero'];
+    const values: Record<string, unknown> = {
+      ':method': outcome.authMethod,
+      ':revision': outcome.authRevision,
+      ':zero': 0,
+      ':owner': lease.owner,
+      ':fence': lease.fence,
+    };
+    const { chain, head } = outcome;
+    if (chain !== undefined) {
+      sets.push('chainToken = :chainToken', 'chainHeld = :chainHeld');
+      values[':chainToken'] = chain.refreshToken;
+      values[':chainHeld'] = [...chain.held];
+      if (chain.checkpointAt !== undefined) {
+        sets.push('chainCheckpointAt = :checkpointAt');
+        values[':checkpointAt'] = chain.checkpointAt;
+      }
+    }
+    if (head !== undefined) {
+      sets.push('headKey = :headKey', 'headToken = :headToken');
+      values[':headKey'] = head.tokenKey;
+      values[':headToken'] = head.token;
+    }
     return this.#conditional(() =>
       this.#client.send(
         new UpdateCommand({
           TableName: this.#tableName,
           Key: stateKey(connectorKey),
-          UpdateExpression:
-            'SET journalToken = :token, journalReplaces = :replaces, journalFence = :fence, journalWritten = :false',
-          ConditionExpression: 'attribute_not_exists(journalFence) OR journalFence <= :fence',
-          ExpressionAttributeValues: {
-            ':token': journal.refreshToken,
-            ':replaces': journal.replaces,
-            ':fence': lease.fence,
-            ':false': false,
-          },
+          UpdateExpression: `SET ${sets.join(', ')} REMOVE ${FAILURE_ATTRIBUTES.join(', ')}`,
+          // The fence proves no other holder has taken the lease since: only then may this exchange's result count.
+          ConditionExpression: 'leaseOwner = :owner AND fence = :fence',
+          ExpressionAttributeValues: values,
         }),
       ),
     );
   }
 
-  async markJournalWritten(connectorKey: string, refreshToken: string): Promise<void> {
-    await this.#conditional(() =>
-      this.#client.send(
-        new UpdateCommand({
-          TableName: this.#tableName,
-          Key: stateKey(connectorKey),
-          UpdateExpression: 'SET journalWritten = :true',
-          ConditionExpression: 'journalToken = :token',
-          ExpressionAttributeValues: { ':true': true, ':token': refreshToken },
-        }),
-      ),
-    );
+  async recordCheckpoint(connectorKey: string, at: number): Promise<void> {
+    await this.#update(connectorKey, 'SET chainCheckpointAt = :at', { ':at': at });
   }
 
   async recordFailure(connectorKey: string, failure: TokenFailure): Promise<void> {
-    const { upstreamError, openUntil, nextAttemptAt } = failure;
+    const { upstreamError, openUntil, nextAttemptAt, unconfirmed } = failure;
     const sets = ['failureAt = :at', 'failureCode = :code', 'failureRevision = :revision', 'failureCount = :count'];
     const removes: string[] = [];
     if (upstreamError === undefined) removes.push('failureUpstreamError');
@@ -211,6 +258,8 @@ export class DynamoDBTokenStore implements TokenStore {
     else sets.push('failureOpenUntil = :openUntil');
     if (nextAttemptAt === undefined) removes.push('failureNextAttemptAt');
     else sets.push('failureNextAttemptAt = :nextAttemptAt');
+    if (unconfirmed === true) sets.push('failureUnconfirmed = :unconfirmed');
+    else removes.push('failureUnconfirmed');
     await this.#update(
       connectorKey,
       `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`,
@@ -222,20 +271,8 @@ export class DynamoDBTokenStore implements TokenStore {
         ...(upstreamError === undefined ? {} : { ':upstream': upstreamError }),
         ...(openUntil === undefined ? {} : { ':openUntil': openUntil }),
         ...(nextAttemptAt === undefined ? {} : { ':nextAttemptAt': nextAttemptAt }),
+        ...(unconfirmed === true ? { ':unconfirmed': true } : {}),
       },
-    );
-  }
-
-  async clearFailure(connectorKey: string): Promise<void> {
-    await this.#send(() =>
-      this.#client.send(
-        new UpdateCommand({
-          TableName: this.#tableName,
-          Key: stateKey(connectorKey),
-          UpdateExpression:
-            'REMOVE failureAt, failureCode, failureRevision, failureCount, failureUpstreamError, failureOpenUntil, failureNextAttemptAt',
-        }),
-      ),
     );
   }
 

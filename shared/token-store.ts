@@ -13,20 +13,36 @@ export interface CachedToken {
   readonly tokenRevision: string;
 }
 
-/** A refresh token the server issued, stored under the lease before anyone sees its access token. */
-export interface RefreshTokenJournal {
+/**
+ * A refresh-token connector's chain as the vendor holds it: the table, not the connector document, is the home of
+ * the live refresh token (the document is its seed and a checkpoint).
+ */
+export interface RefreshChain {
+  /** The refresh token to present next. */
   readonly refreshToken: string;
-  /** Fingerprint of the refresh token it replaced, to tell whether the connector document is behind it. */
-  readonly replaces: string;
-  /** True once the connector document (secret or file) holds it too. */
-  readonly written: boolean;
+  /**
+   * Fingerprints of refresh tokens the vendor has held, newest first (bounded). A document value among them is
+   * merely behind; one that is not is an operator's re-authorization.
+   */
+  readonly held: readonly string[];
+  /** When the vendor last wrote the chain back to the connector document. */
+  readonly checkpointAt?: number | undefined;
+}
+
+/** The access token an exchange produced, stored with the refresh token in the same write. */
+export interface HeadToken {
+  readonly tokenKey: string;
+  readonly token: CachedToken;
 }
 
 export interface ConnectorState {
   /** The client authentication that worked, valid while `authRevision` is the connector's tokenRevision. */
   readonly authMethod?: ClientAuthMethod | undefined;
   readonly authRevision?: string | undefined;
-  readonly journal?: RefreshTokenJournal | undefined;
+  readonly chain?: RefreshChain | undefined;
+  readonly head?: HeadToken | undefined;
+  /** The lease as last written; free when `until` has passed. */
+  readonly lease?: LeaseView | undefined;
   /** Set after `invalid_grant`: the document revision it happened with and the server's code. */
   readonly reauthorization?: { readonly revision: string; readonly upstreamError: string } | undefined;
   /** The last failed token request, so callers who waited on it share its answer instead of repeating it. */
@@ -45,39 +61,61 @@ export interface TokenFailure {
   readonly openUntil?: number | undefined;
   /** Before this, the schedule leaves the connector alone (its slower backoff). */
   readonly nextAttemptAt?: number | undefined;
+  /**
+   * A refresh token was presented and no answer came back (timeout, reset, 5xx): whether the server rotated it is
+   * unknown. The next exchange presents the same token, the only one the vendor has.
+   */
+  readonly unconfirmed?: boolean | undefined;
 }
 
-/** The right to talk to the token server for one connector. `fence` grows with every grant of the lease. */
-export interface Lease {
+/** Who holds a connector's lease, and until when. */
+export interface LeaseView {
   readonly owner: string;
-  readonly fence: number;
   readonly until: number;
 }
 
+/** The right to talk to the token server for one connector. `fence` grows with every grant of the lease. */
+export interface Lease extends LeaseView {
+  readonly fence: number;
+}
+
+/** A lease request's answer: the lease, or who holds it (read from the refused write, as DynamoDB returns it). */
+export type LeaseAttempt = { readonly lease: Lease } | { readonly heldBy: LeaseView | undefined };
+
+/** Everything a successful exchange leaves behind, written at once under the lease. */
+export interface ExchangeOutcome {
+  readonly authMethod: ClientAuthMethod;
+  readonly authRevision: string;
+  /** The chain after the exchange (refresh grant only). */
+  readonly chain?: RefreshChain | undefined;
+  /** Refresh grant only: the access token stored in the same write as the refresh token it came with. */
+  readonly head?: HeadToken | undefined;
+}
+
 /**
- * The token table: cached tokens (one item per connector and scope set) and per-connector state (lease,
- * refresh-token journal, remembered auth method), each in single-item conditional writes.
+ * The token table: cached tokens (one item per connector and scope set) and per-connector state (lease, refresh
+ * chain, remembered auth method, failures), each in single-item conditional writes.
  */
 export interface TokenStore {
   /** The cached token, or undefined when absent or expired (DynamoDB deletes expired items only lazily). */
   getToken(key: string, now: number): Promise<CachedToken | undefined>;
   /** Writes a token unless a holder with a newer fence already did; false when refused. */
   putToken(key: string, token: CachedToken, fence: number): Promise<boolean>;
+  /** Discards a cached token: its item, and the copy on the state item if the last exchange stored it there. */
   deleteToken(key: string): Promise<void>;
   getState(connectorKey: string): Promise<ConnectorState>;
-  /** Takes the lease when it is free or expired; undefined when another holder has it. */
-  acquireLease(connectorKey: string, owner: string, now: number, durationMs: number): Promise<Lease | undefined>;
+  /** Takes the lease when it is free or expired; otherwise says who holds it. */
+  acquireLease(connectorKey: string, owner: string, now: number, durationMs: number): Promise<LeaseAttempt>;
   releaseLease(connectorKey: string, lease: Lease): Promise<void>;
-  rememberAuthMethod(connectorKey: string, method: ClientAuthMethod, revision: string): Promise<void>;
-  /** Journals a new refresh token; refused (false) if a holder with a newer fence journaled already. */
-  journalRefreshToken(
-    connectorKey: string,
-    lease: Lease,
-    journal: Omit<RefreshTokenJournal, 'written'>,
-  ): Promise<boolean>;
-  markJournalWritten(connectorKey: string, refreshToken: string): Promise<void>;
+  /**
+   * Ends an exchange in one conditional write: the chain, the access token, the auth method, no failure, and the
+   * lease released, applied only while `lease` is still the current one. False when a newer holder took it: then
+   * nothing was written and the caller must publish nothing.
+   */
+  completeExchange(connectorKey: string, lease: Lease, outcome: ExchangeOutcome): Promise<boolean>;
+  /** Notes that the connector document now holds the chain's refresh token. */
+  recordCheckpoint(connectorKey: string, at: number): Promise<void>;
   recordFailure(connectorKey: string, failure: TokenFailure): Promise<void>;
-  clearFailure(connectorKey: string): Promise<void>;
   markNeedsReauthorization(connectorKey: string, revision: string, upstreamError: string): Promise<void>;
   /**
    * Claims the connector's forced-refresh slot; undefined when granted, else the milliseconds until the next one.

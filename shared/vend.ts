@@ -9,8 +9,10 @@ import {
   peekAllowedPrincipals,
   refKey,
   splitScope,
+  tokenKeyOf,
 } from './connector.ts';
 import type { ConnectorSource } from './connector-source.ts';
+import { within } from './deadline.ts';
 import { accessDenied, invalidRequest, misconfigured, VendorError } from './errors.ts';
 import { errorFields, type Log } from './log.ts';
 import type { MetricsSink } from './metrics.ts';
@@ -28,6 +30,8 @@ export interface VendRequest {
   readonly caller: Caller;
   /** `POST …/refresh`: discard the cached token and fetch a new one. */
   readonly force?: boolean;
+  /** Epoch milliseconds by which the answer must be sent (the invocation's end, API Gateway's 29 s). */
+  readonly deadline?: number;
 }
 
 /** The `200` body (CONTRACT §3). */
@@ -50,6 +54,11 @@ export interface VendSettings {
   readonly defaultMinTtlSeconds: number;
   /** `background` in a long-lived process; `inline` in Lambda (see refreshAheadIfDue). */
   readonly refreshAhead: 'background' | 'inline';
+  /**
+   * This process's place, in [0, 1), in the window after a token's refresh point: containers holding the same hot
+   * token act on it at different moments, so the first one's refresh is seen by the rest before they try.
+   */
+  readonly refreshSpread: number;
 }
 
 export interface VendDeps {
@@ -64,6 +73,12 @@ export interface VendDeps {
 }
 
 const MIN_TTL = /^\d{1,9}$/;
+/** Every answer within this (CONTRACT §3: API Gateway gives up at 29 s). */
+export const ANSWER_WITHIN_MS = 25_000;
+/** When a store hangs, a still-valid token this process holds is served after this long (CONTRACT §3: 3 s). */
+const STILL_VALID_WITHIN_MS = 2_500;
+/** Kept back from the deadline to shape and send the answer. */
+const ANSWER_RESERVE_MS = 500;
 const MAX_SCOPE_LENGTH = 4096;
 
 /**
@@ -184,8 +199,32 @@ function parseDocument(ref: ConnectorRef, text: string): ParsedDocument {
   return parsed;
 }
 
-export async function loadAuthorizedConnector(deps: Pick<VendDeps, 'source'>, ref: ConnectorRef, caller: Caller) {
-  const text = await deps.source.read(ref);
+/**
+ * The connector's document, read within `budgetMs` when this process has read it before: if the connector store is
+ * slow or down, the last copy read answers (the store's outage must not stop tokens this process can serve).
+ */
+async function readDocument(deps: Pick<VendDeps, 'source' | 'log'>, ref: ConnectorRef, budgetMs: number) {
+  const known = parsedDocuments.get(refKey(ref));
+  if (known === undefined) return deps.source.read(ref);
+  try {
+    return await within(deps.source.read(ref), budgetMs, 'The connector store');
+  } catch (error) {
+    if (!(error instanceof VendorError) || error.code !== 'upstream_unavailable') throw error;
+    deps.log.warn('the connector store is unavailable; using the document read last', {
+      connector: refKey(ref),
+      ...errorFields(error),
+    });
+    return known.text;
+  }
+}
+
+export async function loadAuthorizedConnector(
+  deps: Pick<VendDeps, 'source' | 'log'>,
+  ref: ConnectorRef,
+  caller: Caller,
+  budgetMs = STILL_VALID_WITHIN_MS,
+) {
+  const text = await readDocument(deps, ref, budgetMs);
   if (text === undefined) throw accessDenied();
   const { principals, connector: parsed } = parseDocument(ref, text);
   // Decide access before validating the rest, so that a stranger cannot tell a broken connector from none.
@@ -230,18 +269,21 @@ export function toVendResponse(connector: Connector, token: CachedToken, now: nu
  * fetch shared by every process; refresh ahead of expiry in the background.
  */
 export async function vendToken(deps: VendDeps, request: VendRequest): Promise<VendResponse> {
+  const started = deps.now();
+  const deadline =
+    Math.min(request.deadline ?? Number.POSITIVE_INFINITY, started + ANSWER_WITHIN_MS) - ANSWER_RESERVE_MS;
   const { ref, scopes, minTtlSeconds } = validateRequest(request);
   const connector = await loadAuthorizedConnector(deps, ref, request.caller);
   checkTokenUrl(connector, deps.settings.network);
   const { key, scope } = resolveScope(connector, scopes);
-  const tokenKey = `${refKey(ref)}#${key}`;
+  const tokenKey = tokenKeyOf(refKey(ref), key);
   const minTtl = minTtlSeconds ?? deps.settings.defaultMinTtlSeconds;
   const serves = (token: CachedToken) =>
     token.tokenRevision === connector.tokenRevision && servesFor(token, minTtl, deps.now());
   const target = { connector, tokenKey, scope };
 
   if (request.force === true) {
-    const token = await forceRefresh(deps, target, serves);
+    const token = await forceRefresh(deps, target, serves, deadline);
     return toVendResponse(connector, token, deps.now());
   }
 
@@ -250,12 +292,17 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
     deps.metrics.count('MemoryHits');
     return toVendResponse(connector, await refreshAheadIfDue(deps, target, remembered), deps.now());
   }
+  // A token this process still holds is served if the table does not answer soon (CONTRACT §3).
+  const held = deps.memory.peek(tokenKey, deps.now());
   let stored: CachedToken | undefined;
   try {
-    stored = await deps.store.getToken(tokenKey, deps.now());
+    const read = deps.store.getToken(tokenKey, deps.now());
+    stored = await (held === undefined
+      ? read
+      : within(read, started + STILL_VALID_WITHIN_MS - deps.now(), 'The token table'));
   } catch (error) {
     // The table is down: a token this container still holds, of any age, beats a 503.
-    return serveStillValid(deps, connector, deps.memory.peek(tokenKey, deps.now()), error);
+    return serveStillValid(deps, connector, held, error);
   }
   if (stored !== undefined && serves(stored)) {
     deps.metrics.count('TableHits');
@@ -265,12 +312,12 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
   let fetched: CachedToken | undefined;
   const fetchStarted = deps.now();
   try {
-    fetched = await deps.fetcher.fetch(target, { accept: serves });
+    fetched = await deps.fetcher.fetch(target, { accept: serves, deadline });
     deps.metrics.count('TokenFetches');
     deps.metrics.milliseconds('TokenFetchLatency', deps.now() - fetchStarted);
   } catch (error) {
     deps.metrics.count('TokenFetchFailures');
-    const fallback = stored?.tokenRevision === connector.tokenRevision ? stored : undefined;
+    const fallback = stored?.tokenRevision === connector.tokenRevision ? stored : held;
     return serveStillValid(deps, connector, fallback, error);
   }
   if (fetched === undefined) throw new VendorError('internal_error', 'No token was obtained.');
@@ -302,6 +349,7 @@ async function forceRefresh(
   deps: VendDeps,
   target: { connector: Connector; tokenKey: string; scope: string | undefined },
   serves: (token: CachedToken) => boolean,
+  deadline: number,
 ): Promise<CachedToken> {
   const connectorKey = refKey(target.connector.ref);
   const spacing = deps.settings.forcedRefreshSpacingMs;
@@ -322,10 +370,20 @@ async function forceRefresh(
   const discardedAt = deps.now();
   deps.memory.delete(target.tokenKey);
   await deps.store.deleteToken(target.tokenKey);
-  const token = await deps.fetcher.fetch(target, { accept: serves, issuedAfter: discardedAt });
+  const token = await deps.fetcher.fetch(target, { accept: serves, issuedAfter: discardedAt, deadline });
   if (token === undefined) throw new VendorError('internal_error', 'No token was obtained.');
   deps.memory.set(target.tokenKey, token, deps.now());
   return token;
+}
+
+/**
+ * When this process acts on a token's refresh point: spread over the first half of the time from the refresh point
+ * to the last moment the token serves a default caller, so one container refreshes and the others find its result.
+ */
+function dueAt(token: CachedToken, settings: VendSettings): number {
+  const servableUntil =
+    token.expiresAt - Math.min(settings.defaultMinTtlSeconds * 1000, (token.expiresAt - token.issuedAt) / 2);
+  return token.refreshAt + Math.max(0, servableUntil - token.refreshAt) * 0.5 * settings.refreshSpread;
 }
 
 /**
@@ -339,7 +397,7 @@ async function refreshAheadIfDue(
   target: { connector: Connector; tokenKey: string; scope: string | undefined },
   token: CachedToken,
 ): Promise<CachedToken> {
-  if (deps.now() < token.refreshAt) return token;
+  if (deps.now() < dueAt(token, deps.settings)) return token;
   const refresh = deps.fetcher
     .fetch(target, { accept: (candidate) => candidate.refreshAt > deps.now(), background: true })
     .then((fresh) => {

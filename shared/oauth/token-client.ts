@@ -10,7 +10,10 @@ export interface TokenClientDeps {
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
   readonly random: () => number;
-  /** Per-attempt timeout in milliseconds. */
+  /**
+   * Per-attempt timeout in milliseconds, and the least time worth sending a request with: with less left before the
+   * deadline, nothing is sent.
+   */
   readonly attemptTimeoutMs: number;
   /** Everything one token request may take, retries included. */
   readonly deadlineMs: number;
@@ -60,9 +63,18 @@ async function send(
     scope: grant.scope,
     refreshToken: grant.refreshToken,
   });
+  const left = deadline - deps.now();
+  if (left < deps.attemptTimeoutMs) {
+    // A request cut short by its timeout may still be processed by the server: for a refresh token that is an
+    // exchange whose answer is lost. Better not to send it at all.
+    throw new VendorError('upstream_unavailable', 'Too little time was left to ask the token server.', {
+      cause: Object.assign(new Error('request not sent'), { code: 'ENOTSENT' }),
+    });
+  }
+  // A refresh token is presented once, so that one attempt gets all the time there is.
+  const timeout = grant.refreshToken === undefined ? deps.attemptTimeoutMs : left;
   let response: Awaited<ReturnType<HttpClient>>;
   try {
-    const timeout = Math.max(1, Math.min(deps.attemptTimeoutMs, deadline - deps.now()));
     response = await deps.http({ ...request, signal: AbortSignal.timeout(timeout) });
   } catch (cause) {
     const refused = refusedDestination(cause);
@@ -100,10 +112,49 @@ async function requestOnce(
 const isTransient = (error: unknown): error is VendorError =>
   error instanceof VendorError && error.code === 'upstream_unavailable';
 
+/** Socket errors that happen before a byte of the request leaves: the server cannot have seen it. */
+const UNSENT_CODES = new Set([
+  'ENOTSENT',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Did this failure prove that the request never reached the server (so presenting the same token again is safe)? */
+export function neverSent(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    if ('code' in current && typeof current.code === 'string' && UNSENT_CODES.has(current.code)) return true;
+  }
+  return false;
+}
+
+/** The request was not sent because too little time was left: there is nothing to learn from it, or retry. */
+export function notAsked(error: unknown): boolean {
+  return (
+    error instanceof VendorError &&
+    error.cause instanceof Error &&
+    'code' in error.cause &&
+    error.cause.code === 'ENOTSENT'
+  );
+}
+
+/**
+ * Might the server have acted on a request that failed (timeout or reset after sending, a 5xx)? For a refresh
+ * token that means it may have been rotated away without the vendor seeing the new one.
+ */
+export function outcomeUnknown(error: unknown): boolean {
+  return isTransient(error) && !neverSent(error) && error.upstreamStatus !== 429;
+}
+
 /**
  * Requests a token for the connector's grant (CONTRACT §2): Basic-to-body fallback once when
  * `clientAuthentication` is absent, and up to `maxAttempts` tries on transient failures with jittered
- * exponential backoff that honours `Retry-After`, all within `deadlineMs`.
+ * exponential backoff that honours `Retry-After`, all within `deadlineMs`. A refresh token is presented once:
+ * it is sent again only after a failure that proves the server never saw it (RFC 9700 §4.14.2: a server with
+ * reuse detection revokes the whole grant when a spent refresh token comes back).
  */
 export async function requestToken(
   deps: TokenClientDeps,
@@ -115,7 +166,10 @@ export async function requestToken(
     try {
       return await requestOnce(deps, document, grant, deadline);
     } catch (error) {
-      if (!isTransient(error) || attempt >= deps.maxAttempts) throw error;
+      // A refresh token is sent again only when the server cannot have seen it; no time left is final.
+      const retryable =
+        isTransient(error) && (grant.refreshToken === undefined || neverSent(error)) && !notAsked(error);
+      if (!retryable || attempt >= deps.maxAttempts) throw error;
       const backoff =
         error.retryAfterSeconds !== undefined
           ? error.retryAfterSeconds * 1000

@@ -63,6 +63,7 @@ export function processTokenResponse(response: HttpResponse, defaultExpiresIn: n
   if (status >= 500 || status === 429 || status === 408) {
     const retryAfter = retryAfterSeconds(response.headers, now);
     throw new VendorError('upstream_unavailable', `The token server answered HTTP ${status}.`, {
+      upstreamStatus: status,
       ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
     });
   }

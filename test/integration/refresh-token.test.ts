@@ -127,23 +127,22 @@ describe('Integration: refresh_token against oidc-provider with rotation', () =>
     source.failing = true;
     const vendor = harness.vendor({ source, env: { TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0' } });
 
-    // Act: the first vend rotates, but the write fails; the journal must carry the new token.
+    // Act: the first vend rotates, but the document write fails; the table holds the new token.
     const first = await vendor.vend('refresh-token', 'flaky');
     const fileAfterFailure = await harness.readConnector('refresh-token', 'flaky');
-    const journal = (await harness.store.getState('refresh-token/flaky')).journal;
+    const chain = (await harness.store.getState('refresh-token/flaky')).chain;
     source.failing = false;
     const second = await vendor.vend('refresh-token', 'flaky', { force: true });
 
     // Assess
     expect(first.access_token).toBeTruthy();
     expect(fileAfterFailure.refreshToken).toBe(document.refreshToken);
-    expect(journal?.written).toBe(false);
-    expect(journal?.refreshToken).not.toBe(document.refreshToken);
+    expect(chain?.refreshToken).not.toBe(document.refreshToken);
     expect(second.access_token).not.toBe(first.access_token);
     expect(oidc.reuses()).toBe(0);
     const repaired = await harness.readConnector('refresh-token', 'flaky');
     expect(repaired.refreshToken).not.toBe(document.refreshToken);
-    expect(repaired.refreshToken).not.toBe(journal?.refreshToken);
-    expect((await harness.store.getState('refresh-token/flaky')).journal?.written).toBe(true);
+    expect(repaired.refreshToken).not.toBe(chain?.refreshToken);
+    expect(repaired.refreshToken).toBe((await harness.store.getState('refresh-token/flaky')).chain?.refreshToken);
   });
 });

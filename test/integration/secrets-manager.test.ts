@@ -63,8 +63,16 @@ describe('Class: SecretsManagerConnectorSource', () => {
     const source = new SecretsManagerConnectorSource({ client, prefix: 'tv' });
 
     // Act
-    await source.writeRefreshToken({ family: 'refresh-token', connectorId: 'mail' }, 'new-token');
-    await source.writeRefreshToken({ family: 'refresh-token', connectorId: 'mail' }, 'new-token');
+    const first = await source.writeRefreshToken(
+      { family: 'refresh-token', connectorId: 'mail' },
+      'new-token',
+      () => true,
+    );
+    const again = await source.writeRefreshToken(
+      { family: 'refresh-token', connectorId: 'mail' },
+      'new-token',
+      () => true,
+    );
     const stored = secretsManager.secrets.get('tv/refresh-token/mail');
 
     // Assess
@@ -76,6 +84,32 @@ describe('Class: SecretsManagerConnectorSource', () => {
     expect(stored?.versionId).toBe(clientRequestToken('new-token'));
     expect(clientRequestToken('new-token')).toMatch(/^[0-9a-f]{64}$/);
     expect(await source.read({ family: 'refresh-token', connectorId: 'mail' })).toContain('new-token');
+    expect([first, again]).toEqual(['written', 'written']);
+  });
+
+  it("never writes over a refresh token the vendor did not hold (an operator's re-authorization)", async () => {
+    // Prepare
+    secretsManager.put(
+      'tv-reauth/refresh-token/reauthorized',
+      JSON.stringify({ grantType: 'refresh_token', clientId: 'c', refreshToken: 'from-operator' }),
+    );
+    const source = new SecretsManagerConnectorSource({ client, prefix: 'tv-reauth' });
+    const seen: (string | undefined)[] = [];
+
+    // Act
+    const result = await source.writeRefreshToken(
+      { family: 'refresh-token', connectorId: 'reauthorized' },
+      'from-vendor',
+      (current) => {
+        seen.push(current);
+        return false;
+      },
+    );
+
+    // Assess
+    expect(result).toBe('refused');
+    expect(seen).toEqual(['from-operator']);
+    expect(secretsManager.secrets.get('tv-reauth/refresh-token/reauthorized')?.value).toContain('from-operator');
   });
 
   it('lists every connector under the prefix across pages, skipping names that are not connectors', async () => {

@@ -11,9 +11,9 @@ import {
 } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
-/** Writes after the token server answered: journal, token, journal-written mark. */
+/** Writes after the token server answered: the exchange's result, the cached token. */
 const afterAnswerWrites: FaultRule = (command, input) =>
-  command === 'PutItemCommand' || (command === 'UpdateItemCommand' && /journal/.test(String(input.UpdateExpression)));
+  command === 'PutItemCommand' || (command === 'UpdateItemCommand' && /headToken/.test(String(input.UpdateExpression)));
 const never: FaultRule = () => false;
 
 describe('Store faults', () => {

@@ -6,7 +6,7 @@ import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { loadConfig } from '../../shared/config.ts';
 import type { ConnectorRef, Family } from '../../shared/connector.ts';
-import type { ConnectorSource } from '../../shared/connector-source.ts';
+import type { ConnectorSource, ReplaceCheck } from '../../shared/connector-source.ts';
 import { FileConnectorSource } from '../../shared/connector-source-file.ts';
 import type { HttpClient } from '../../shared/http.ts';
 import type { Log } from '../../shared/log.ts';
@@ -40,9 +40,15 @@ export class SwitchableSource implements ConnectorSource {
   list() {
     return this.#inner.list();
   }
-  async writeRefreshToken(ref: ConnectorRef, refreshToken: string) {
+  get checkpointIntervalMs() {
+    return this.#inner.checkpointIntervalMs;
+  }
+  /** Every write the vendor attempted, failed ones included. */
+  writes = 0;
+  async writeRefreshToken(ref: ConnectorRef, refreshToken: string, mayReplace: ReplaceCheck) {
+    this.writes += 1;
     if (this.failing) throw new Error('connector store unavailable');
-    await this.#inner.writeRefreshToken(ref, refreshToken);
+    return this.#inner.writeRefreshToken(ref, refreshToken, mayReplace);
   }
 }
 

@@ -1,0 +1,50 @@
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient, type SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+
+/** Time bounds of one SDK call; the SDK's own defaults wait for ever on a server that accepts and never answers. */
+export interface CallTimeouts {
+  /** Milliseconds to establish a connection. */
+  readonly connectionTimeoutMs: number;
+  /** Milliseconds for one attempt's answer once connected. */
+  readonly requestTimeoutMs: number;
+  /** Attempts in all, the SDK's retries included. */
+  readonly maxAttempts: number;
+}
+
+/** A single-item read or write answers in milliseconds; two bounded attempts keep a hung table within ~2 s. */
+export const DYNAMODB_TIMEOUTS: CallTimeouts = { connectionTimeoutMs: 1000, requestTimeoutMs: 1000, maxAttempts: 2 };
+export const SECRETS_MANAGER_TIMEOUTS: CallTimeouts = {
+  connectionTimeoutMs: 1000,
+  requestTimeoutMs: 2000,
+  maxAttempts: 2,
+};
+
+function boundedHandler(timeouts: CallTimeouts): NodeHttpHandler {
+  return new NodeHttpHandler({
+    connectionTimeout: timeouts.connectionTimeoutMs,
+    requestTimeout: timeouts.requestTimeoutMs,
+    // Without this the handler only logs a warning when requestTimeout passes and the call keeps waiting.
+    throwOnRequestTimeout: true,
+  });
+}
+
+/** A DynamoDB client whose every call ends within its timeouts (endpoint from AWS_ENDPOINT_URL_DYNAMODB when set). */
+export function createDynamoDBClient(
+  config: DynamoDBClientConfig = {},
+  timeouts: CallTimeouts = DYNAMODB_TIMEOUTS,
+): DynamoDBClient {
+  return new DynamoDBClient({ maxAttempts: timeouts.maxAttempts, requestHandler: boundedHandler(timeouts), ...config });
+}
+
+/** A Secrets Manager client whose every call ends within its timeouts. */
+export function createSecretsManagerClient(
+  config: SecretsManagerClientConfig = {},
+  timeouts: CallTimeouts = SECRETS_MANAGER_TIMEOUTS,
+): SecretsManagerClient {
+  return new SecretsManagerClient({
+    maxAttempts: timeouts.maxAttempts,
+    requestHandler: boundedHandler(timeouts),
+    ...config,
+  });
+}
