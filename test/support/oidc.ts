@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
 
@@ -18,6 +18,37 @@ export interface OidcServerOptions {
   readonly accessTokenTtl?: number;
   /** Milliseconds added before every token answer, to model a slow server. */
   readonly delayMs?: number;
+  /**
+   * Milliseconds between the provider producing a token answer (a refresh token is already rotated) and its first
+   * byte reaching the client: a server that did the work, then its answer took long to arrive. @default 0
+   */
+  readonly answerDelayMs?: number;
+  /**
+   * `true`: a used refresh token presented again revokes the whole grant (oidc-provider's rotation with reuse
+   * detection; `reuses()` counts it). `false`: refresh tokens still rotate, but a used one stays valid, like a
+   * server with an unlimited reuse interval. @default true
+   */
+  readonly strict?: boolean;
+}
+
+/**
+ * A token request stopped before oidc-provider saw it; the test decides what happens to it and to its answer. It is
+ * either released or processed, once (a second call throws), and skips `delayMs`.
+ */
+export interface HeldRequest {
+  /** Hands it to the provider, unless the client's connection closed meanwhile: then it is dropped, never processed. */
+  release(): void;
+  /**
+   * Hands it to the provider now (a refresh token is rotated at once) and settles once the provider has produced its
+   * whole answer; no byte of that answer reaches the client until `releaseAnswer()`.
+   */
+  processAndHoldAnswer(): Promise<void>;
+  /** Sends the held answer; called before the answer is produced, it goes out as soon as it is. */
+  releaseAnswer(): void;
+  /** The client's connection closed before `release()`, so the provider never saw the request. */
+  readonly dropped: boolean;
+  /** Settles when the client's connection closes before its answer was sent: await it after aborting the client. */
+  readonly clientGone: Promise<void>;
 }
 
 export interface OidcServer {
@@ -30,12 +61,34 @@ export interface OidcServer {
   reuses(): number;
   /** A refresh token for a new grant, as an authorization-code flow with offline_access would have issued. */
   issueRefreshToken(clientId: string, accountId?: string): Promise<string>;
+  /**
+   * Holds the next request to the token endpoint before the provider sees it; settles once that request has arrived.
+   * Requests nobody holds pass through as usual (after `delayMs`).
+   */
+  holdNext(): Promise<HeldRequest>;
+  /** Changes `answerDelayMs` for answers produced from now on. */
+  setAnswerDelay(ms: number): void;
+  /** Held requests dropped because their client had gone before `release()`. */
+  droppedRequests(): number;
+  /** Every refresh_token the server put in a successful token answer, in order, whether or not the answer arrived. */
+  issuedRefreshTokens(): string[];
   close(): Promise<void>;
 }
 
+/** How a token answer leaves: `auto` once produced (after the answer delay), `hold` only when `send()` is called. */
+interface CapturedAnswer {
+  policy: 'auto' | 'hold';
+  /** Settles when the provider has called `end()`. */
+  readonly produced: Promise<void>;
+  send(): void;
+}
+
+type Writer = (...args: unknown[]) => unknown;
+
 /**
  * A real `oidc-provider` on loopback: client credentials (Basic or post), and the refresh-token grant with
- * rotation turned on, which revokes the whole grant when a used refresh token is presented again.
+ * rotation turned on, which revokes the whole grant when a used refresh token is presented again. Token answers can be
+ * held or delayed after the provider produced them, to model a server that rotated but whose answer never arrived.
  */
 export async function startOidcServer(options: OidcServerOptions): Promise<OidcServer> {
   const server: Server = createServer();
@@ -61,6 +114,9 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
     },
     findAccount: async (_ctx: unknown, accountId: string) => ({ accountId, claims: async () => ({ sub: accountId }) }),
   });
+  // Rotation marks the used token consumed, and a consumed token presented again revokes the grant; not marking it
+  // leaves the old token valid next to the new one.
+  if (options.strict === false) provider.RefreshToken.prototype.consume = async () => {};
   const errors: string[] = [];
   let reuses = 0;
   provider.on(
@@ -72,12 +128,135 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
   );
 
   let requests = 0;
+  let dropped = 0;
+  let answerDelay = options.answerDelayMs ?? 0;
+  const issued: string[] = [];
+  const holders: ((held: HeldRequest) => void)[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+
+  /**
+   * Keeps the answer's bytes from the socket by wrapping write/end before koa gets the response (koa ends a JSON
+   * body with one `res.end(string)`, headers only set, so nothing leaves before `end`), records the refresh token it
+   * carries, and replays the calls on the real methods when the answer may go.
+   */
+  const capture = (response: ServerResponse): CapturedAnswer => {
+    const target = response as unknown as { write: Writer; end: Writer };
+    const original = { write: target.write, end: target.end };
+    const calls: { method: 'write' | 'end'; args: unknown[] }[] = [];
+    const chunks: Buffer[] = [];
+    let produced = false;
+    let sendRequested = false;
+    let sent = false;
+    let markProduced = () => {};
+    const producedPromise = new Promise<void>((resolve) => {
+      markProduced = resolve;
+    });
+    const keep = (chunk: unknown, encoding: unknown) => {
+      if (typeof chunk === 'string')
+        chunks.push(Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8'));
+      else if (chunk instanceof Uint8Array) chunks.push(Buffer.from(chunk));
+    };
+    const send = () => {
+      if (sent) return;
+      sent = true;
+      target.write = original.write;
+      target.end = original.end;
+      for (const call of calls) Reflect.apply(original[call.method], response, call.args);
+    };
+    const answer: CapturedAnswer = {
+      policy: 'auto',
+      produced: producedPromise,
+      send() {
+        sendRequested = true;
+        if (produced) send();
+      },
+    };
+    target.write = (...args: unknown[]) => {
+      keep(args[0], args[1]);
+      calls.push({ method: 'write', args });
+      return true;
+    };
+    target.end = (...args: unknown[]) => {
+      keep(args[0], args[1]);
+      calls.push({ method: 'end', args });
+      produced = true;
+      if (response.statusCode === 200) {
+        try {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { refresh_token?: unknown };
+          if (typeof body.refresh_token === 'string') issued.push(body.refresh_token);
+        } catch {
+          // Not JSON: no token to record.
+        }
+      }
+      markProduced();
+      if (sendRequested) send();
+      else if (answer.policy === 'auto') {
+        if (answerDelay <= 0) send();
+        else {
+          const timer = setTimeout(() => {
+            timers.delete(timer);
+            send();
+          }, answerDelay);
+          timers.add(timer);
+        }
+      }
+      return response;
+    };
+    return answer;
+  };
+
   const callback = provider.callback();
-  server.on('request', (request, response) => {
-    if (request.url?.startsWith('/token') === true) requests += 1;
+  const pass = (request: IncomingMessage, response: ServerResponse) => {
     const delay = options.delayMs ?? 0;
     if (delay > 0) setTimeout(() => callback(request, response), delay);
     else callback(request, response);
+  };
+
+  const hold = (request: IncomingMessage, response: ServerResponse, answer: CapturedAnswer): HeldRequest => {
+    let state: 'held' | 'released' | 'dropped' = 'held';
+    let gone = false;
+    const clientGone = new Promise<void>((resolve) => {
+      response.once('close', () => {
+        if (response.writableFinished) return;
+        gone = true;
+        resolve();
+      });
+    });
+    const claim = (name: string) => {
+      if (state !== 'held') throw new Error(`${name}: the request was already ${state}`);
+      state = 'released';
+    };
+    return {
+      release() {
+        claim('release');
+        if (gone || request.socket.destroyed) {
+          state = 'dropped';
+          dropped += 1;
+          return;
+        }
+        callback(request, response);
+      },
+      processAndHoldAnswer() {
+        claim('processAndHoldAnswer');
+        answer.policy = 'hold';
+        callback(request, response);
+        return answer.produced;
+      },
+      releaseAnswer: () => answer.send(),
+      get dropped() {
+        return state === 'dropped';
+      },
+      clientGone,
+    };
+  };
+
+  server.on('request', (request, response) => {
+    if (request.url?.startsWith('/token') === true) requests += 1;
+    if (request.url?.split('?')[0] !== '/token') return pass(request, response);
+    const answer = capture(response);
+    const holder = holders.shift();
+    if (holder === undefined) return pass(request, response);
+    holder(hold(request, response, answer));
   });
 
   return {
@@ -101,8 +280,16 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
       });
       return refreshToken.save();
     },
+    holdNext: () => new Promise((resolve) => holders.push(resolve)),
+    setAnswerDelay(ms) {
+      answerDelay = ms;
+    },
+    droppedRequests: () => dropped,
+    issuedRefreshTokens: () => [...issued],
     close: () =>
       new Promise((resolve) => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

@@ -16,6 +16,12 @@ export interface SecretsManagerServer {
   readonly calls: Map<string, number>;
   /** Operations that answer with ThrottlingException while listed. */
   readonly throttled: Set<string>;
+  /** Operations that accept the request and never answer while listed; the connection stays open until `close()`. */
+  readonly hung: Set<string>;
+  /** Operations that answer 500 InternalServiceError while listed. */
+  readonly failing: Set<string>;
+  /** PutSecretValue calls by SecretId: every call that reached the server, failed and idempotent repeats included. */
+  readonly putsBySecret: Map<string, number>;
   put(name: string, value: string): void;
   close(): Promise<void>;
 }
@@ -25,12 +31,16 @@ const sha = (value: string) => createHash('sha256').update(value).digest('hex');
 /**
  * The part of Secrets Manager's JSON 1.1 protocol the vendor and its CLI use (GetSecretValue, PutSecretValue with
  * ClientRequestToken idempotency, CreateSecret, ListSecrets with a name filter and pagination), on loopback, so the real AWS SDK
- * client and Powertools' provider run unchanged against it.
+ * client and Powertools' provider run unchanged against it. Operations can be made to throttle, fail or hang, to model
+ * an outage the SDK sees through its real retry and timeout handling.
  */
 export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsManagerServer> {
   const secrets = new Map<string, Secret>();
   const calls = new Map<string, number>();
   const throttled = new Set<string>();
+  const hung = new Set<string>();
+  const failing = new Set<string>();
+  const putsBySecret = new Map<string, number>();
   const server: Server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -43,8 +53,12 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
         response.end(JSON.stringify(body));
       };
       const fail = (type: string, message: string) => answer(400, { __type: type, message });
-      if (throttled.has(operation)) return fail('ThrottlingException', 'Rate exceeded');
       const name = String(input.SecretId ?? '');
+      if (operation === 'PutSecretValue') putsBySecret.set(name, (putsBySecret.get(name) ?? 0) + 1);
+      if (hung.has(operation)) return;
+      if (failing.has(operation))
+        return answer(500, { __type: 'InternalServiceError', message: 'An error occurred on the server side.' });
+      if (throttled.has(operation)) return fail('ThrottlingException', 'Rate exceeded');
       const secret = secrets.get(name);
       switch (operation) {
         case 'GetSecretValue':
@@ -118,9 +132,13 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
     secrets,
     calls,
     throttled,
+    hung,
+    failing,
+    putsBySecret,
     put(name, value) {
       secrets.set(name, { value, versionId: randomUUID(), requestTokens: new Map() });
     },
+    // Destroys every connection, hung requests' included, so closing never waits for an answer that will not come.
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
