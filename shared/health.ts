@@ -17,6 +17,11 @@ export interface ConnectorHealth {
   readonly upstreamError?: string;
   /** When the schedule tries a failing connector again (ISO 8601). */
   readonly nextAttemptAt?: string;
+  /**
+   * The last refresh exchange got no answer after its request was sent: the server may have rotated the refresh
+   * token. The next exchange presents the same one (README, "Guarantees").
+   */
+  readonly outcomeUnknown?: boolean;
 }
 
 export function healthOf(connector: Connector, state: ConnectorState): ConnectorHealth {
@@ -33,6 +38,7 @@ export function healthOf(connector: Connector, state: ConnectorState): Connector
       lastError: failure.code,
       ...(failure.upstreamError === undefined ? {} : { upstreamError: failure.upstreamError }),
       ...(failure.nextAttemptAt === undefined ? {} : { nextAttemptAt: new Date(failure.nextAttemptAt).toISOString() }),
+      ...(failure.unconfirmed === true ? { outcomeUnknown: true } : {}),
     };
   }
   return { connector: name, state: 'ok' };

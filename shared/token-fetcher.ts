@@ -219,11 +219,11 @@ export class TokenFetcher {
           },
         );
       } catch (error) {
-        await this.#recordFailure(connector, error, isRefreshGrant, state.failure);
+        await this.#recordFailure(connector, lease, error, isRefreshGrant, state.failure);
         throw error;
       }
       const token = toCachedToken(result.tokens, target, issuedAt, this.#deps);
-      const next = chain === undefined ? undefined : nextChain(chain, result.tokens.refreshToken);
+      const next = chain === undefined ? undefined : nextChain(chain, result.tokens.refreshToken, state.chain);
       // One write stores what the server answered, under the lease: the refresh token, which cannot be fetched
       // again, goes nowhere else first.
       let stored: boolean | undefined;
@@ -279,7 +279,9 @@ export class TokenFetcher {
     if (chain.checkpointAt !== undefined && now() - chain.checkpointAt < source.checkpointIntervalMs) return 'deferred';
     const result = await this.#writeDocument(connector, chain);
     if (result === 'written') {
-      await this.#bestEffort('record checkpoint', connectorKey, () => store.recordCheckpoint(connectorKey, now()));
+      await this.#bestEffort('record checkpoint', connectorKey, () =>
+        store.recordCheckpoint(connectorKey, now(), fingerprint(chain.refreshToken)),
+      );
     }
     return result ?? 'deferred';
   }
@@ -361,8 +363,10 @@ export class TokenFetcher {
     const unsaved = this.#unsaved.get(connectorKey)?.chain;
     // The memory copy is newer only while the table is still at one of its ancestors.
     const usable =
-      unsaved !== undefined && (stored === undefined || isHeld(unsaved, stored.refreshToken)) ? unsaved : stored;
-    if (unsaved !== undefined && usable !== unsaved) this.#unsaved.delete(connectorKey);
+      unsaved !== undefined && (stored === undefined || isHeld(unsaved, stored.refreshToken))
+        ? { ...unsaved, checkpointed: stored?.checkpointed ?? unsaved.checkpointed }
+        : stored;
+    if (unsaved !== undefined && usable === stored) this.#unsaved.delete(connectorKey);
     const documentToken = connector.document.refreshToken;
     if (usable === undefined || (documentToken !== undefined && !isHeld(usable, documentToken))) {
       if (usable !== undefined) {
@@ -371,13 +375,15 @@ export class TokenFetcher {
         });
       }
       if (documentToken === undefined) throw misconfigured('refreshToken', 'is required');
-      return { refreshToken: documentToken, held: [fingerprint(documentToken)], checkpointAt: usable?.checkpointAt };
+      const seed = fingerprint(documentToken);
+      return { refreshToken: documentToken, held: [seed], checkpointAt: usable?.checkpointAt, checkpointed: seed };
     }
     return usable;
   }
 
   async #recordFailure(
     connector: Connector,
+    lease: Lease,
     error: unknown,
     isRefreshGrant: boolean,
     previous: TokenFailure | undefined,
@@ -413,8 +419,12 @@ export class TokenFetcher {
     const broken =
       (isRefreshGrant && error.upstreamError === 'invalid_grant') || error.upstreamError === 'invalid_client';
     try {
-      await this.#deps.store.recordFailure(connectorKey, failure);
-      if (broken && error.upstreamError !== undefined) {
+      const recorded = await this.#deps.store.recordFailure(connectorKey, lease, failure);
+      if (!recorded) {
+        this.#deps.log.warn('the lease was taken over during the exchange; its failure is not recorded', {
+          connector: connectorKey,
+        });
+      } else if (broken && error.upstreamError !== undefined) {
         await this.#deps.store.markNeedsReauthorization(connectorKey, connector.revision, error.upstreamError);
         this.#deps.log.error('connector needs re-authorization', {
           connector: connectorKey,
@@ -434,16 +444,25 @@ function headFor(state: ConnectorState, tokenKey: string): CachedToken | undefin
 
 /** Is `refreshToken` the chain's own or one it held before (so a document holding it is merely behind)? */
 function isHeld(chain: RefreshChain, refreshToken: string | undefined): boolean {
-  return (
-    refreshToken === undefined || refreshToken === chain.refreshToken || chain.held.includes(fingerprint(refreshToken))
-  );
+  if (refreshToken === undefined || refreshToken === chain.refreshToken) return true;
+  const print = fingerprint(refreshToken);
+  return print === chain.checkpointed || chain.held.includes(print);
 }
 
-/** The chain after an exchange: the issued refresh token, or the presented one when the server did not rotate. */
-function nextChain(chain: RefreshChain, issued: string | undefined): RefreshChain {
+/**
+ * The chain after an exchange: the issued refresh token, or the presented one when the server did not rotate. Its
+ * `checkpointed` stays as the table has it, unless the chain was seeded from the document just now.
+ */
+function nextChain(chain: RefreshChain, issued: string | undefined, stored: RefreshChain | undefined): RefreshChain {
   const refreshToken = issued ?? chain.refreshToken;
   const held = [fingerprint(refreshToken), fingerprint(chain.refreshToken), ...chain.held];
-  return { refreshToken, held: [...new Set(held)].slice(0, HELD_FINGERPRINTS), checkpointAt: chain.checkpointAt };
+  const seeded = chain.checkpointed !== stored?.checkpointed;
+  return {
+    refreshToken,
+    held: [...new Set(held)].slice(0, HELD_FINGERPRINTS),
+    checkpointAt: chain.checkpointAt,
+    checkpointed: seeded ? chain.checkpointed : undefined,
+  };
 }
 
 export function needsReauthorization(upstreamError: string): VendorError {

@@ -141,6 +141,7 @@ export class DynamoDBTokenStore implements TokenStore {
               refreshToken: chainToken,
               held: Array.isArray(Item.chainHeld) ? Item.chainHeld.filter((entry) => typeof entry === 'string') : [],
               checkpointAt: num(Item.chainCheckpointAt),
+              checkpointed: str(Item.chainCheckpointed),
             },
       head: headKey === undefined || headToken === undefined ? undefined : { tokenKey: headKey, token: headToken },
       lease: leaseOf(Item),
@@ -220,9 +221,9 @@ export class DynamoDBTokenStore implements TokenStore {
       sets.push('chainToken = :chainToken', 'chainHeld = :chainHeld');
       values[':chainToken'] = chain.refreshToken;
       values[':chainHeld'] = [...chain.held];
-      if (chain.checkpointAt !== undefined) {
-        sets.push('chainCheckpointAt = :checkpointAt');
-        values[':checkpointAt'] = chain.checkpointAt;
+      if (chain.checkpointed !== undefined) {
+        sets.push('chainCheckpointed = :checkpointed');
+        values[':checkpointed'] = chain.checkpointed;
       }
     }
     if (head !== undefined) {
@@ -244,11 +245,14 @@ export class DynamoDBTokenStore implements TokenStore {
     );
   }
 
-  async recordCheckpoint(connectorKey: string, at: number): Promise<void> {
-    await this.#update(connectorKey, 'SET chainCheckpointAt = :at', { ':at': at });
+  async recordCheckpoint(connectorKey: string, at: number, checkpointed: string): Promise<void> {
+    await this.#update(connectorKey, 'SET chainCheckpointAt = :at, chainCheckpointed = :checkpointed', {
+      ':at': at,
+      ':checkpointed': checkpointed,
+    });
   }
 
-  async recordFailure(connectorKey: string, failure: TokenFailure): Promise<void> {
+  async recordFailure(connectorKey: string, lease: Lease, failure: TokenFailure): Promise<boolean> {
     const { upstreamError, openUntil, nextAttemptAt, unconfirmed } = failure;
     const sets = ['failureAt = :at', 'failureCode = :code', 'failureRevision = :revision', 'failureCount = :count'];
     const removes: string[] = [];
@@ -260,19 +264,27 @@ export class DynamoDBTokenStore implements TokenStore {
     else sets.push('failureNextAttemptAt = :nextAttemptAt');
     if (unconfirmed === true) sets.push('failureUnconfirmed = :unconfirmed');
     else removes.push('failureUnconfirmed');
-    await this.#update(
-      connectorKey,
-      `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`,
-      {
-        ':at': failure.at,
-        ':code': failure.code,
-        ':revision': failure.revision,
-        ':count': failure.consecutive,
-        ...(upstreamError === undefined ? {} : { ':upstream': upstreamError }),
-        ...(openUntil === undefined ? {} : { ':openUntil': openUntil }),
-        ...(nextAttemptAt === undefined ? {} : { ':nextAttemptAt': nextAttemptAt }),
-        ...(unconfirmed === true ? { ':unconfirmed': true } : {}),
-      },
+    return this.#conditional(() =>
+      this.#client.send(
+        new UpdateCommand({
+          TableName: this.#tableName,
+          Key: stateKey(connectorKey),
+          UpdateExpression: `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`,
+          ConditionExpression: 'leaseOwner = :owner AND fence = :fence',
+          ExpressionAttributeValues: {
+            ':at': failure.at,
+            ':code': failure.code,
+            ':revision': failure.revision,
+            ':count': failure.consecutive,
+            ':owner': lease.owner,
+            ':fence': lease.fence,
+            ...(upstreamError === undefined ? {} : { ':upstream': upstreamError }),
+            ...(openUntil === undefined ? {} : { ':openUntil': openUntil }),
+            ...(nextAttemptAt === undefined ? {} : { ':nextAttemptAt': nextAttemptAt }),
+            ...(unconfirmed === true ? { ':unconfirmed': true } : {}),
+          },
+        }),
+      ),
     );
   }
 

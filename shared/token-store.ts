@@ -27,6 +27,12 @@ export interface RefreshChain {
   readonly held: readonly string[];
   /** When the vendor last wrote the chain back to the connector document. */
   readonly checkpointAt?: number | undefined;
+  /**
+   * Fingerprint of the refresh token the document held when the vendor last wrote or first read it. A document
+   * still holding it is behind, however many rotations ago that was; anything else it holds that the vendor never
+   * held is an operator's.
+   */
+  readonly checkpointed?: string | undefined;
 }
 
 /** The access token an exchange produced, stored with the refresh token in the same write. */
@@ -86,7 +92,7 @@ export type LeaseAttempt = { readonly lease: Lease } | { readonly heldBy: LeaseV
 export interface ExchangeOutcome {
   readonly authMethod: ClientAuthMethod;
   readonly authRevision: string;
-  /** The chain after the exchange (refresh grant only). */
+  /** The chain after the exchange (refresh grant only); its `checkpointed` is written only when set (a new seed). */
   readonly chain?: RefreshChain | undefined;
   /** Refresh grant only: the access token stored in the same write as the refresh token it came with. */
   readonly head?: HeadToken | undefined;
@@ -113,9 +119,10 @@ export interface TokenStore {
    * nothing was written and the caller must publish nothing.
    */
   completeExchange(connectorKey: string, lease: Lease, outcome: ExchangeOutcome): Promise<boolean>;
-  /** Notes that the connector document now holds the chain's refresh token. */
-  recordCheckpoint(connectorKey: string, at: number): Promise<void>;
-  recordFailure(connectorKey: string, failure: TokenFailure): Promise<void>;
+  /** Notes that the connector document now holds the refresh token with this fingerprint. */
+  recordCheckpoint(connectorKey: string, at: number, checkpointed: string): Promise<void>;
+  /** Records a failed exchange, only while `lease` is the current one (a stale holder's news is old); false if not. */
+  recordFailure(connectorKey: string, lease: Lease, failure: TokenFailure): Promise<boolean>;
   markNeedsReauthorization(connectorKey: string, revision: string, upstreamError: string): Promise<void>;
   /**
    * Claims the connector's forced-refresh slot; undefined when granted, else the milliseconds until the next one.
