@@ -151,7 +151,7 @@ describe('OpenAPI document (openapi/openapi.json)', () => {
   describe('Parameters', () => {
     // The service's own validation, in-process: a request it finds well-formed gets to the connector lookup,
     // which finds nothing (access_denied); a malformed one is refused first (invalid_request).
-    const deps = { source: { read: async () => undefined } } as unknown as VendDeps;
+    const deps = { source: { read: async () => undefined }, now: Date.now } as unknown as VendDeps;
     const serviceAccepts = async (connectorId: string, query: Record<string, string>) => {
       const event = {
         httpMethod: 'GET',

@@ -13,6 +13,8 @@ export interface FaultProxy {
   mode: 'forward' | 'hang';
   /** Connections accepted since the start. */
   connections(): number;
+  /** Settles the next time a client's bytes are swallowed: a request is now stuck here. */
+  nextSwallowed(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,7 @@ export async function startFaultProxy(target?: string): Promise<FaultProxy> {
   let mode: FaultProxy['mode'] = 'forward';
   let accepted = 0;
   const open = new Set<Connection>();
+  let swallowWaiters: (() => void)[] = [];
   const blackHole = () => upstreamAddress === undefined || mode === 'hang';
 
   const server: Server = createServer((client) => {
@@ -59,6 +62,8 @@ export async function startFaultProxy(target?: string): Promise<FaultProxy> {
     client.on('data', (chunk: Buffer) => {
       if (blackHole() || connection.broken || upstream === undefined) {
         connection.broken = true;
+        for (const notify of swallowWaiters) notify();
+        swallowWaiters = [];
         return;
       }
       relay(client, upstream, chunk);
@@ -103,6 +108,7 @@ export async function startFaultProxy(target?: string): Promise<FaultProxy> {
       }
     },
     connections: () => accepted,
+    nextSwallowed: () => new Promise<void>((resolve) => swallowWaiters.push(resolve)),
     close: () =>
       new Promise((resolve) => {
         for (const connection of open) {
