@@ -3,6 +3,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { coldStart } from './scenarios/cold-start.ts';
 import { hitPath } from './scenarios/hit-path.ts';
+import { hotConnector } from './scenarios/hot-connector.ts';
 import { noVendor } from './scenarios/no-vendor.ts';
 import { stampede } from './scenarios/stampede.ts';
 import { steadyState } from './scenarios/steady-state.ts';
@@ -18,6 +19,7 @@ const SCENARIOS: readonly { id: number; name: string; run: Scenario }[] = [
   { id: 4, name: 'steady state', run: steadyState },
   { id: 5, name: 'cold start', run: coldStart },
   { id: 6, name: 'local-mode throughput', run: throughput },
+  { id: 7, name: 'hot connector, 50 containers', run: hotConnector },
 ];
 
 /** `npm run bench` runs everything; `npm run bench -- --only=1,4 --repetitions=3` is for working on one scenario. */

@@ -127,13 +127,15 @@ export class TokenFetcher {
       options.accept(token);
     let pause = 20;
     for (;;) {
-      const stored = await store.getToken(target.tokenKey, now());
-      if (acceptable(stored)) return stored;
+      // State first, then the token: a holder publishes its token before it frees the lease, so a free lease seen
+      // here means the token read next is the newest.
       const state = await store.getState(connectorKey);
       const head = headFor(state, target.tokenKey);
       if (acceptable(head)) return head;
       let holder = state.lease !== undefined && state.lease.until > now() ? state.lease : undefined;
       if (holder === undefined) {
+        const stored = await store.getToken(target.tokenKey, now());
+        if (acceptable(stored)) return stored;
         const takenAt = now();
         const attempt = await store.acquireLease(connectorKey, this.#owner, takenAt, settings.leaseMs);
         if ('lease' in attempt) {
@@ -167,10 +169,11 @@ export class TokenFetcher {
     try {
       // Every step under the lease counts against it: the exchange ends in time for its result to be stored.
       const exchangeBy = Math.min(times.takenAt + settings.fetchDeadlineMs, times.deadline - STORE_RESERVE_MS);
-      const state = await store.getState(connectorKey);
-      // Another holder may have finished between our last read and taking the lease.
+      // Another holder may have finished between our last reads and taking the lease.
+      const [state, stored] = await Promise.all([store.getState(connectorKey), store.getToken(target.tokenKey, now())]);
       const head = headFor(state, target.tokenKey);
       if (acceptable(head)) return head;
+      if (acceptable(stored)) return stored;
 
       const connector = await this.#currentConnector(target.connector, state, exchangeBy);
       if (
@@ -224,11 +227,15 @@ export class TokenFetcher {
       }
       const token = toCachedToken(result.tokens, target, issuedAt, this.#deps);
       const next = chain === undefined ? undefined : nextChain(chain, result.tokens.refreshToken, state.chain);
-      // One write stores what the server answered, under the lease: the refresh token, which cannot be fetched
-      // again, goes nowhere else first.
-      let stored: boolean | undefined;
+      if (next === undefined) {
+        // Other grants publish before freeing the lease, so whoever finds it free finds this token too.
+        await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
+      }
+      // A refresh grant's one write stores what the server answered, under the lease: the refresh token, which
+      // cannot be fetched again, goes nowhere else first, and its access token is published with it.
+      let completedExchange: boolean | undefined;
       try {
-        stored = await store.completeExchange(connectorKey, lease, {
+        completedExchange = await store.completeExchange(connectorKey, lease, {
           authMethod: result.authMethod,
           authRevision: connector.tokenRevision,
           chain: next,
@@ -240,21 +247,22 @@ export class TokenFetcher {
           ...errorFields(error),
         });
       }
-      if (stored === false) {
+      if (completedExchange === false) {
         // A newer holder took the lease while this exchange ran: its chain is the one that counts.
         this.#deps.log.error('the lease was taken over during the exchange; its result is not stored', {
           connector: connectorKey,
         });
         return token;
       }
-      if (stored === undefined) {
+      if (completedExchange === undefined) {
         if (next !== undefined && next.refreshToken !== chain?.refreshToken) await this.#keepUnsaved(connector, next);
         return token;
       }
       completed = true;
+      if (next === undefined) return token;
       this.#unsaved.delete(connectorKey);
       await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
-      if (next !== undefined) await this.checkpoint(connector, next);
+      await this.checkpoint(connector, next);
       return token;
     } finally {
       if (!completed) {
