@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDynamoDBClient } from '../../shared/aws-clients.ts';
+import { createDynamoDBClient, createSecretsManagerClient } from '../../shared/aws-clients.ts';
+import { SecretsManagerConnectorSource } from '../../shared/connector-source-secrets-manager.ts';
 import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.ts';
 import { CALLER_ROLE, type Harness, localCredentials, manualClock, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
+import { type SecretsManagerServer, startSecretsManagerServer } from '../support/secrets-manager-server.ts';
 
 describe('Time bounds when the token table hangs', () => {
   let oidc: OidcServer;
@@ -140,4 +142,91 @@ describe('Time bounds when a holder crashed and the token server hangs', () => {
     const { failure: recorded } = await harness.store.getState('refresh-token/crashed-holder');
     expect(recorded).toMatchObject({ consecutive: 1, unconfirmed: true });
   }, 40_000);
+});
+
+describe('Time bounds when Secrets Manager hangs', () => {
+  let oidc: OidcServer;
+  let harness: Harness;
+  let secretsManager: SecretsManagerServer;
+
+  beforeAll(async () => {
+    oidc = await startOidcServer({
+      clients: [
+        {
+          client_id: 'sm-hang',
+          client_secret: 'sm-hang-secret',
+          token_endpoint_auth_method: 'client_secret_basic',
+          grant_types: ['client_credentials'],
+          scope: 'read',
+        },
+      ],
+    });
+    harness = await startHarness();
+    secretsManager = await startSecretsManagerServer();
+  });
+  afterAll(async () => {
+    await secretsManager?.close();
+    await harness?.close();
+    await oidc?.close();
+  });
+
+  const client = () =>
+    createSecretsManagerClient({
+      endpoint: secretsManager.endpoint,
+      region: 'us-east-1',
+      credentials: localCredentials,
+    });
+
+  it('aborts a Secrets Manager call that is accepted and never answered', async () => {
+    // Prepare
+    secretsManager.put('tv/client-credentials/unanswered', '{}');
+    secretsManager.hung.add('GetSecretValue');
+    const source = new SecretsManagerConnectorSource({ client: client(), prefix: 'tv' });
+
+    // Act
+    const started = performance.now();
+    const failure = await source
+      .read({ family: 'client-credentials', connectorId: 'unanswered' })
+      .catch((error: unknown) => error)
+      .finally(() => secretsManager.hung.delete('GetSecretValue'));
+    const elapsed = performance.now() - started;
+
+    // Assess: two attempts of two seconds each, then the contract's error.
+    expect(failure).toMatchObject({ code: 'upstream_unavailable' });
+    expect(elapsed).toBeLessThan(8_000);
+  }, 20_000);
+
+  it('serves the token this process holds within 3 s while the connector store never answers', async () => {
+    // Prepare: a warm container whose connector document must be read again (no caching of the document).
+    secretsManager.put(
+      'tv/client-credentials/store-hangs',
+      JSON.stringify({
+        grantType: 'client_credentials',
+        tokenUrl: oidc.tokenUrl,
+        clientId: 'sm-hang',
+        clientSecret: 'sm-hang-secret',
+        scope: 'read',
+        allowedPrincipals: [CALLER_ROLE],
+      }),
+    );
+    const clock = manualClock();
+    const container = harness.vendor({
+      now: clock.now,
+      source: new SecretsManagerConnectorSource({ client: client(), prefix: 'tv', maxAgeSeconds: 0 }),
+    });
+    const first = await container.vend('client-credentials', 'store-hangs');
+    secretsManager.hung.add('GetSecretValue');
+    clock.advance(60_000);
+
+    // Act
+    const started = performance.now();
+    const served = await container
+      .vend('client-credentials', 'store-hangs')
+      .finally(() => secretsManager.hung.delete('GetSecretValue'));
+    const elapsed = performance.now() - started;
+
+    // Assess
+    expect(served.access_token).toBe(first.access_token);
+    expect(elapsed).toBeLessThan(3_000);
+  }, 20_000);
 });
