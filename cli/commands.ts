@@ -9,6 +9,10 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { type TokenResponse, TokenVendorClient, TokenVendorError } from '../client/index.ts';
+import { DynamoDBTokenStore } from '../shared/adapters/dynamodb-token-table.ts';
+import { FileConnectorSource } from '../shared/adapters/file-connector-store.ts';
+import { SecretsManagerConnectorSource } from '../shared/adapters/secrets-manager-connector-store.ts';
+import { misconfigured, VendorError } from '../shared/core/errors.ts';
 import {
   CONNECTOR_ID,
   type Connector,
@@ -20,14 +24,10 @@ import {
   parseConnector,
   refKey,
   splitScope,
-} from '../shared/connector.ts';
-import type { ConnectorSource } from '../shared/connector-source.ts';
-import { FileConnectorSource } from '../shared/connector-source-file.ts';
-import { SecretsManagerConnectorSource } from '../shared/connector-source-secrets-manager.ts';
-import { misconfigured, VendorError } from '../shared/errors.ts';
-import { type ConnectorHealth, healthOf } from '../shared/health.ts';
-import { refuseUrl } from '../shared/network-policy.ts';
-import { DynamoDBTokenStore } from '../shared/token-store-dynamodb.ts';
+} from '../shared/domain/connector.ts';
+import { type ConnectorHealth, healthOf } from '../shared/domain/health.ts';
+import { refuseUrl } from '../shared/domain/network-policy.ts';
+import type { ConnectorSource } from '../shared/ports/connector-store.ts';
 import { credentialsFrom, dynamoDBClient, type Env, regionFrom, secretsManagerClient } from './aws.ts';
 
 /** Where the CLI writes and what it reads: the process's own in `run()`, a test's in-process. */

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../shared/errors.ts';
+import type { ErrorCode } from '../shared/core/errors.ts';
 
 /**
  * Every `error` value of the contract (CONTRACT §3). `satisfies` makes the compiler refuse this list the moment

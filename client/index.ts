@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-export type { Family } from '../shared/connector.ts';
+export type { Family } from '../shared/domain/connector.ts';
 export {
   CONTRACT_ERROR_CODES,
   TokenVendorError,

@@ -1,8 +1,8 @@
-import { createTokenHandler } from '../shared/api.ts';
-import { loadConfig } from '../shared/config.ts';
-import { createLogger } from '../shared/logger.ts';
-import { createMetrics, powertoolsSink } from '../shared/metrics.ts';
-import { createVendDeps } from '../shared/runtime.ts';
+import { createLogger } from '../shared/adapters/powertools-logger.ts';
+import { createMetrics, powertoolsSink } from '../shared/adapters/powertools-metrics.ts';
+import { createTokenHandler } from './lambda/api.ts';
+import { createVendDeps } from './lambda/composition.ts';
+import { loadConfig } from './lambda/config.ts';
 
 const logger = createLogger();
 const metrics = createMetrics(process.env.POWERTOOLS_METRICS_NAMESPACE);

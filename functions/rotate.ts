@@ -1,11 +1,11 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
-import { loadConfig } from '../shared/config.ts';
-import { createLogger } from '../shared/logger.ts';
-import { createMetrics, powertoolsSink } from '../shared/metrics.ts';
-import { rotateConnectors } from '../shared/rotate.ts';
-import { createVendDeps } from '../shared/runtime.ts';
+import { createLogger } from '../shared/adapters/powertools-logger.ts';
+import { createMetrics, powertoolsSink } from '../shared/adapters/powertools-metrics.ts';
+import { rotateConnectors } from '../shared/use-cases/rotate.ts';
+import { createVendDeps } from './lambda/composition.ts';
+import { loadConfig } from './lambda/config.ts';
 
 const logger = createLogger();
 const metrics = createMetrics(process.env.POWERTOOLS_METRICS_NAMESPACE);

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { errorResponse } from '../shared/api.ts';
-import { type Family, isFamily } from '../shared/connector.ts';
-import { VendorError } from '../shared/errors.ts';
+import { errorResponse } from '../functions/lambda/api.ts';
+import { VendorError } from '../shared/core/errors.ts';
+import { type Family, isFamily } from '../shared/domain/connector.ts';
 import { decodeComponent, type Principals, parseQuery, verifySigV4 } from './sigv4.ts';
 
 export type ProxyHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;

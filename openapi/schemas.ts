@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CONTRACT_ERROR_CODES } from '../client/errors.ts';
-import type { ErrorBody } from '../shared/errors.ts';
-import type { VendResponse } from '../shared/vend.ts';
+import type { ErrorBody } from '../shared/core/errors.ts';
+import type { VendResponse } from '../shared/use-cases/vend.ts';
 
 /**
  * The answers' bodies as zod schemas, for `z.toJSONSchema`. The service builds them as TypeScript types

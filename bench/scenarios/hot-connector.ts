@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createDynamoDBClient } from '../../shared/aws-clients.ts';
-import type { Log } from '../../shared/log.ts';
-import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
+import { createDynamoDBClient } from '../../shared/adapters/aws-clients.ts';
+import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import type { Log } from '../../shared/ports/log.ts';
 import { localCredentials, startHarness, type Vendor } from '../../test/support/harness.ts';
 import { type BenchOptions, benchConnector, mediansOf, type Row, startBenchOidc, withCleanup } from '../support.ts';
 
@@ -64,7 +64,7 @@ function emptyCounts(): WriteCounts {
   };
 }
 
-/** Which of the token store's conditional writes this is, by its expressions (shared/token-store-dynamodb.ts). */
+/** Which of the token store's conditional writes this is, by its expressions (shared/adapters/dynamodb-token-table.ts). */
 function kindOf(commandName: string, input: Record<string, unknown>): WriteKind {
   const update = typeof input.UpdateExpression === 'string' ? input.UpdateExpression : '';
   if (commandName === 'PutItemCommand') return 'putToken';

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, EXIT, main } from '../../cli/main.ts';
 import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
-import { parseConnector } from '../../shared/connector.ts';
+import { parseConnector } from '../../shared/domain/connector.ts';
 import { type LocalFixture, type LocalMode, prepareLocalFixture, startLocalMode } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { type ScriptedServer, startScriptedServer } from '../support/scripted-server.ts';

@@ -12,12 +12,12 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { loadConfig } from '../../functions/lambda/config.ts';
 import { flattenCfn } from '../../infra/acknowledge.ts';
 import { GATEWAY_ERRORS, TokenVendor, type TokenVendorProps, TokenVendorPropsError } from '../../infra/token-vendor.ts';
 import { TokenVendorFunction } from '../../infra/token-vendor-function.ts';
 import { createTokenVendorApp, stackPropsFromContext } from '../../infra/token-vendor-stack.ts';
-import { loadConfig } from '../../shared/config.ts';
-import { FAMILIES, type Family } from '../../shared/connector.ts';
+import { FAMILIES, type Family } from '../../shared/domain/connector.ts';
 
 const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
 /** The feature flags `cdk synth` runs with, so that tests see the template the CLI makes. */

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { parseConnector } from '../../shared/connector.ts';
-import { rotateConnectors } from '../../shared/rotate.ts';
-import type { CachedToken } from '../../shared/token-store.ts';
-import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
+import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import { parseConnector } from '../../shared/domain/connector.ts';
+import type { CachedToken } from '../../shared/ports/token-table.ts';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, dynamoClient, type Harness, manualClock, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 

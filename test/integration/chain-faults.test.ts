@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rotateConnectors } from '../../shared/rotate.ts';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, type Harness, SwitchableSource, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 

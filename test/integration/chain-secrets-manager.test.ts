@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSecretsManagerClient } from '../../shared/aws-clients.ts';
-import { SecretsManagerConnectorSource } from '../../shared/connector-source-secrets-manager.ts';
-import { rotateConnectors } from '../../shared/rotate.ts';
+import { createSecretsManagerClient } from '../../shared/adapters/aws-clients.ts';
+import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, type Harness, localCredentials, startHarness } from '../support/harness.ts';
 import { startOidcServer } from '../support/oidc.ts';
 import { type SecretsManagerServer, startSecretsManagerServer } from '../support/secrets-manager-server.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDynamoDBClient, createSecretsManagerClient } from '../../shared/aws-clients.ts';
-import { SecretsManagerConnectorSource } from '../../shared/connector-source-secrets-manager.ts';
-import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
+import { createDynamoDBClient, createSecretsManagerClient } from '../../shared/adapters/aws-clients.ts';
+import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.ts';
 import { CALLER_ROLE, type Harness, localCredentials, manualClock, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';

@@ -1,6 +1,6 @@
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VendorError } from '../../shared/errors.ts';
+import { VendorError } from '../../shared/core/errors.ts';
 import { CALLER_ROLE, dynamoClient, type Harness, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';

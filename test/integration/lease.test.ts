@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CachedToken, Lease, LeaseAttempt } from '../../shared/token-store.ts';
+import type { CachedToken, Lease, LeaseAttempt } from '../../shared/ports/token-table.ts';
 import { type Harness, startHarness } from '../support/harness.ts';
 
 const token = (accessToken: string, now: number): CachedToken => ({

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rotateConnectors } from '../../shared/rotate.ts';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, type Harness, manualClock, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';

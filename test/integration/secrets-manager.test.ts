@@ -1,6 +1,9 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientRequestToken, SecretsManagerConnectorSource } from '../../shared/connector-source-secrets-manager.ts';
+import {
+  clientRequestToken,
+  SecretsManagerConnectorSource,
+} from '../../shared/adapters/secrets-manager-connector-store.ts';
 import { CALLER_ROLE, type Harness, localCredentials, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { type SecretsManagerServer, startSecretsManagerServer } from '../support/secrets-manager-server.ts';

@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpClient, DestinationRefusedError, type HttpClient, type Resolver } from '../../shared/http.ts';
-import { refuseUrl } from '../../shared/network-policy.ts';
+import {
+  createHttpClient,
+  DestinationRefusedError,
+  type HttpClient,
+  type Resolver,
+} from '../../shared/adapters/http-client.ts';
+import { refuseUrl } from '../../shared/domain/network-policy.ts';
 import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConnectorSource } from '../../shared/connector-source.ts';
-import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
+import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
 import {
   CALLER_ROLE,
   type FaultRule,

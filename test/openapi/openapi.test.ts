@@ -7,11 +7,11 @@ import addFormatsModule from 'ajv-formats';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTRACT_ERROR_CODES } from '../../client/errors.ts';
+import { toVendRequest } from '../../functions/lambda/api.ts';
 import { buildOpenApiDocument } from '../../openapi/document.ts';
-import { toVendRequest } from '../../shared/api.ts';
-import { CONNECTOR_ID, FAMILIES, parseConnector } from '../../shared/connector.ts';
-import { VendorError } from '../../shared/errors.ts';
-import { type VendDeps, vendToken } from '../../shared/vend.ts';
+import { VendorError } from '../../shared/core/errors.ts';
+import { CONNECTOR_ID, FAMILIES, parseConnector } from '../../shared/domain/connector.ts';
+import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
 import {
   type LocalFixture,
   type LocalMode,

@@ -3,17 +3,17 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
+import { createVendDeps } from '../../functions/lambda/composition.ts';
+import { loadConfig } from '../../functions/lambda/config.ts';
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
-import { loadConfig } from '../../shared/config.ts';
-import type { ConnectorRef, Family } from '../../shared/connector.ts';
-import type { ConnectorSource, ReplaceCheck } from '../../shared/connector-source.ts';
-import { FileConnectorSource } from '../../shared/connector-source-file.ts';
-import type { HttpClient } from '../../shared/http.ts';
-import type { Log } from '../../shared/log.ts';
-import { createVendDeps } from '../../shared/runtime.ts';
-import type { TokenStore } from '../../shared/token-store.ts';
-import { DynamoDBTokenStore } from '../../shared/token-store-dynamodb.ts';
-import { type VendDeps, type VendRequest, type VendResponse, vendToken } from '../../shared/vend.ts';
+import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
+import type { HttpClient } from '../../shared/adapters/http-client.ts';
+import type { ConnectorRef, Family } from '../../shared/domain/connector.ts';
+import type { ConnectorSource, ReplaceCheck } from '../../shared/ports/connector-store.ts';
+import type { Log } from '../../shared/ports/log.ts';
+import type { TokenStore } from '../../shared/ports/token-table.ts';
+import { type VendDeps, type VendRequest, type VendResponse, vendToken } from '../../shared/use-cases/vend.ts';
 
 /** A caller allowed by the connectors the harness writes. */
 export const CALLER = { arn: 'arn:aws:sts::111122223333:assumed-role/workload/session-1', accountId: '111122223333' };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { errorResponse, jsonResponse, toVendRequest } from '../../shared/api.ts';
-import { VendorError } from '../../shared/errors.ts';
+import { errorResponse, jsonResponse, toVendRequest } from '../../functions/lambda/api.ts';
+import { VendorError } from '../../shared/core/errors.ts';
 
 const CALLER_ARN = 'arn:aws:sts::111122223333:assumed-role/caller/session-1';
 const API_OWNER = '999999999999';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyClientAuth, basicAuthorization, formUrlEncode } from '../../shared/oauth/client-auth.ts';
+import { applyClientAuth, basicAuthorization, formUrlEncode } from '../../shared/domain/oauth/client-auth.ts';
 
 /** What a server does with the header (RFC 6749 §2.3.1): base64-decode, split at the first ":", form-urldecode. */
 function decodeBasic(header: string): { clientId: string; clientSecret: string } {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../shared/config.ts';
+import { loadConfig } from '../../functions/lambda/config.ts';
 
 describe('Function: loadConfig', () => {
   it('applies the CONTRACT defaults to an empty environment', () => {

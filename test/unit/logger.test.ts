@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createLogger, redactSecrets } from '../../shared/logger.ts';
+import { createLogger, redactSecrets } from '../../shared/adapters/powertools-logger.ts';
 
 describe('Function: redactSecrets', () => {
   it.each([

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Caller, isAllowed, principalMatches } from '../../shared/principals.ts';
+import { type Caller, isAllowed, principalMatches } from '../../shared/domain/principals.ts';
 
 const ACCOUNT = '123456789012';
 const OTHER_ACCOUNT = '210987654321';

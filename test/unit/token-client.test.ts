@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { ConnectorDocument } from '../../shared/connector.ts';
-import { VendorError } from '../../shared/errors.ts';
-import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/http.ts';
-import { authAttempts, requestToken, type TokenClientDeps } from '../../shared/oauth/token-client.ts';
+import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/adapters/http-client.ts';
+import { VendorError } from '../../shared/core/errors.ts';
+import type { ConnectorDocument } from '../../shared/domain/connector.ts';
+import { authAttempts, requestToken, type TokenClientDeps } from '../../shared/domain/oauth/token-client.ts';
 
 const confidential: ConnectorDocument = {
   grantType: 'client_credentials',

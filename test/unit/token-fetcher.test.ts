@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { refreshAtFor } from '../../shared/token-fetcher.ts';
-import type { CachedToken } from '../../shared/token-store.ts';
-import { servesFor } from '../../shared/vend.ts';
+import type { CachedToken } from '../../shared/ports/token-table.ts';
+import { refreshAtFor } from '../../shared/use-cases/token-fetcher.ts';
+import { servesFor } from '../../shared/use-cases/vend.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const MIN_TTL_MS = 60_000;

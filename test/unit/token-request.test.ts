@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ConnectorDocument } from '../../shared/connector.ts';
-import { buildTokenRequest, fillCredentialTemplate } from '../../shared/oauth/token-request.ts';
+import type { ConnectorDocument } from '../../shared/domain/connector.ts';
+import { buildTokenRequest, fillCredentialTemplate } from '../../shared/domain/oauth/token-request.ts';
 
 const TOKEN_URL = 'https://idp.example.com/oauth2/token';
 

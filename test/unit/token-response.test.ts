@@ -1,13 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { VendorError } from '../../shared/errors.ts';
-import type { HttpResponse } from '../../shared/http.ts';
+import type { HttpResponse } from '../../shared/adapters/http-client.ts';
+import { VendorError } from '../../shared/core/errors.ts';
 import {
   MAX_EXPIRES_IN,
   MIN_EXPIRES_IN,
   processTokenResponse,
   retryAfterSeconds,
-} from '../../shared/oauth/token-response.ts';
+} from '../../shared/domain/oauth/token-response.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const DEFAULT_EXPIRES_IN = 3600;

@@ -1,12 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { type Connector, fingerprint, parseConnector, refKey } from './connector.ts';
-import type { ConnectorSource } from './connector-source.ts';
-import { within } from './deadline.ts';
-import { misconfigured, VendorError } from './errors.ts';
-import type { HttpClient } from './http.ts';
-import { errorFields, type Log } from './log.ts';
-import { notAsked, outcomeUnknown, requestToken } from './oauth/token-client.ts';
-import type { CachedToken, ConnectorState, Lease, RefreshChain, TokenFailure, TokenStore } from './token-store.ts';
+import type { HttpClient } from '../adapters/http-client.ts';
+import { misconfigured, VendorError } from '../core/errors.ts';
+import { type Connector, fingerprint, parseConnector, refKey } from '../domain/connector.ts';
+import { within } from '../domain/deadline.ts';
+import { notAsked, outcomeUnknown, requestToken } from '../domain/oauth/token-client.ts';
+import type { ConnectorSource } from '../ports/connector-store.ts';
+import { errorFields, type Log } from '../ports/log.ts';
+import type {
+  CachedToken,
+  ConnectorState,
+  Lease,
+  RefreshChain,
+  TokenFailure,
+  TokenStore,
+} from '../ports/token-table.ts';
 
 export interface FetcherSettings {
   /** How long a lease holder may talk to the token server before others may take over. */

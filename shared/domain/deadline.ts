@@ -1,4 +1,4 @@
-import { VendorError } from './errors.ts';
+import { VendorError } from '../core/errors.ts';
 
 /**
  * Waits for `work` at most `ms`: past that, rejects with `upstream_unavailable` and leaves `work` to end by its own

@@ -1,4 +1,4 @@
-import type { ConnectorRef } from './connector.ts';
+import type { ConnectorRef } from '../domain/connector.ts';
 
 /**
  * Where connector documents live: Secrets Manager in AWS, a folder of files in local mode. The source only

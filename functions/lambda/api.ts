@@ -5,10 +5,10 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
-import type { Family } from './connector.ts';
-import { invalidRequest, toErrorBody, VendorError } from './errors.ts';
-import { errorFields } from './log.ts';
-import { type VendDeps, type VendRequest, vendToken } from './vend.ts';
+import { invalidRequest, toErrorBody, VendorError } from '../../shared/core/errors.ts';
+import type { Family } from '../../shared/domain/connector.ts';
+import { errorFields } from '../../shared/ports/log.ts';
+import { type VendDeps, type VendRequest, vendToken } from '../../shared/use-cases/vend.ts';
 
 const BASE_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' } as const;
 

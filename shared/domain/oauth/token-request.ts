@@ -1,5 +1,5 @@
+import type { HttpRequest } from '../../adapters/http-client.ts';
 import type { ConnectorDocument } from '../connector.ts';
-import type { HttpRequest } from '../http.ts';
 import { applyClientAuth, type ClientAuthMethod } from './client-auth.ts';
 
 /** What a single token request needs beyond the connector document. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { VendorError } from '../errors.ts';
-import type { HttpResponse } from '../http.ts';
+import type { HttpResponse } from '../../adapters/http-client.ts';
+import { VendorError } from '../../core/errors.ts';
 
 /** What the vendor keeps of a successful token answer (RFC 6749 §5.1). */
 export interface TokenSet {

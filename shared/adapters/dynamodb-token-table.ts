@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { connectorKeyOf } from './connector.ts';
-import { VendorError } from './errors.ts';
+import { VendorError } from '../core/errors.ts';
+import { connectorKeyOf } from '../domain/connector.ts';
 import type {
   CachedToken,
   ConnectorState,
@@ -11,7 +11,7 @@ import type {
   LeaseView,
   TokenFailure,
   TokenStore,
-} from './token-store.ts';
+} from '../ports/token-table.ts';
 
 /** The table's key and TTL attribute names; the CDK construct and local mode create the table with these. */
 export const TABLE_KEY = 'pk';

@@ -1,7 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import { Agent, fetch } from 'undici';
-import { isAddressAllowed, type NetworkPolicy, refuseUrl } from './network-policy.ts';
+import { isAddressAllowed, type NetworkPolicy, refuseUrl } from '../domain/network-policy.ts';
 
 /** The one HTTP capability the OAuth client needs; tests pass real loopback servers, faults use other ports. */
 export interface HttpRequest {

@@ -1,3 +1,5 @@
+import type { MetricsSink } from '../adapters/powertools-metrics.ts';
+import { accessDenied, invalidRequest, misconfigured, VendorError } from '../core/errors.ts';
 import {
   CONNECTOR_ID,
   type Connector,
@@ -10,16 +12,14 @@ import {
   refKey,
   splitScope,
   tokenKeyOf,
-} from './connector.ts';
-import type { ConnectorSource } from './connector-source.ts';
-import { within } from './deadline.ts';
-import { accessDenied, invalidRequest, misconfigured, VendorError } from './errors.ts';
-import { errorFields, type Log } from './log.ts';
-import type { MetricsSink } from './metrics.ts';
-import { type NetworkPolicy, refuseUrl } from './network-policy.ts';
-import { type Caller, isAllowed } from './principals.ts';
+} from '../domain/connector.ts';
+import { within } from '../domain/deadline.ts';
+import { type NetworkPolicy, refuseUrl } from '../domain/network-policy.ts';
+import { type Caller, isAllowed } from '../domain/principals.ts';
+import type { ConnectorSource } from '../ports/connector-store.ts';
+import { errorFields, type Log } from '../ports/log.ts';
+import type { CachedToken, TokenStore } from '../ports/token-table.ts';
 import type { TokenFetcher } from './token-fetcher.ts';
-import type { CachedToken, TokenStore } from './token-store.ts';
 
 /** What a caller asked for, as it arrived (validated here). */
 export interface VendRequest {

@@ -1,16 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createDynamoDBClient, createSecretsManagerClient } from './aws-clients.ts';
+import { createDynamoDBClient, createSecretsManagerClient } from '../../shared/adapters/aws-clients.ts';
+import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
+import { createHttpClient, type HttpClient } from '../../shared/adapters/http-client.ts';
+import { type MetricsSink, noMetrics } from '../../shared/adapters/powertools-metrics.ts';
+import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
+import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
+import type { Log } from '../../shared/ports/log.ts';
+import type { TokenStore } from '../../shared/ports/token-table.ts';
+import { TokenFetcher } from '../../shared/use-cases/token-fetcher.ts';
+import { TokenMemory, type VendDeps } from '../../shared/use-cases/vend.ts';
 import type { Config } from './config.ts';
-import type { ConnectorSource } from './connector-source.ts';
-import { FileConnectorSource } from './connector-source-file.ts';
-import { SecretsManagerConnectorSource } from './connector-source-secrets-manager.ts';
-import { createHttpClient, type HttpClient } from './http.ts';
-import type { Log } from './log.ts';
-import { type MetricsSink, noMetrics } from './metrics.ts';
-import { TokenFetcher } from './token-fetcher.ts';
-import type { TokenStore } from './token-store.ts';
-import { DynamoDBTokenStore } from './token-store-dynamodb.ts';
-import { TokenMemory, type VendDeps } from './vend.ts';
 
 export interface RuntimeOverrides {
   readonly source?: ConnectorSource;

@@ -6,15 +6,15 @@ import {
   ResourceNotFoundException,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { CONNECTOR_ID, type ConnectorRef, isFamily } from './connector.ts';
+import { VendorError } from '../core/errors.ts';
+import { CONNECTOR_ID, type ConnectorRef, isFamily } from '../domain/connector.ts';
 import {
   type ConnectorSource,
   type ReplaceCheck,
   refreshTokenOf,
   type WriteResult,
   withRefreshToken,
-} from './connector-source.ts';
-import { VendorError } from './errors.ts';
+} from '../ports/connector-store.ts';
 
 export interface SecretsManagerConnectorSourceOptions {
   readonly client: SecretsManagerClient;

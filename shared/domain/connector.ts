@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { misconfigured } from './errors.ts';
+import { misconfigured } from '../core/errors.ts';
 
 /** Path segment → `grantType` (CONTRACT §1). */
 export const FAMILIES = {

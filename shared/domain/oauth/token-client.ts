@@ -1,6 +1,6 @@
+import { type HttpClient, refusedDestination } from '../../adapters/http-client.ts';
+import { misconfigured, VendorError } from '../../core/errors.ts';
 import type { ConnectorDocument } from '../connector.ts';
-import { misconfigured, VendorError } from '../errors.ts';
-import { type HttpClient, refusedDestination } from '../http.ts';
 import type { ClientAuthMethod } from './client-auth.ts';
 import { buildTokenRequest } from './token-request.ts';
 import { processTokenResponse, type TokenSet } from './token-response.ts';

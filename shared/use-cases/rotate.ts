@@ -1,7 +1,7 @@
-import { type Connector, type ConnectorRef, parseConnector, refKey, tokenKeyOf } from './connector.ts';
-import { type ConnectorHealth, healthOf } from './health.ts';
-import { errorFields } from './log.ts';
-import type { CachedToken, ConnectorState } from './token-store.ts';
+import { type Connector, type ConnectorRef, parseConnector, refKey, tokenKeyOf } from '../domain/connector.ts';
+import { type ConnectorHealth, healthOf } from '../domain/health.ts';
+import { errorFields } from '../ports/log.ts';
+import type { CachedToken, ConnectorState } from '../ports/token-table.ts';
 import type { VendDeps } from './vend.ts';
 
 export interface RotationOptions {

@@ -1,4 +1,4 @@
-import type { ClientAuthMethod } from './oauth/client-auth.ts';
+import type { ClientAuthMethod } from '../domain/oauth/client-auth.ts';
 
 /** A cached access token. Times are epoch milliseconds. */
 export interface CachedToken {

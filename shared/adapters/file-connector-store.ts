@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from './connector.ts';
+import { VendorError } from '../core/errors.ts';
+import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from '../domain/connector.ts';
 import {
   type ConnectorSource,
   type ReplaceCheck,
   refreshTokenOf,
   type WriteResult,
   withRefreshToken,
-} from './connector-source.ts';
-import { VendorError } from './errors.ts';
+} from '../ports/connector-store.ts';
 
 const isMissing = (error: unknown) =>
   error instanceof Error && 'code' in error && (error.code === 'ENOENT' || error.code === 'ENOTDIR');
