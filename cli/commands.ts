@@ -15,16 +15,15 @@ import { SecretsManagerConnectorSource } from '../shared/adapters/secrets-manage
 import { misconfigured, VendorError } from '../shared/core/errors.ts';
 import {
   CONNECTOR_ID,
-  type Connector,
   type ConnectorRef,
   FAMILIES,
   type Family,
   isFamily,
   isScopeToken,
-  parseConnector,
   refKey,
   splitScope,
-} from '../shared/domain/connector.ts';
+} from '../shared/core/identifiers.ts';
+import { type Connector, parseConnector } from '../shared/domain/connector.ts';
 import { type ConnectorHealth, healthOf } from '../shared/domain/health.ts';
 import { refuseUrl } from '../shared/domain/network-policy.ts';
 import type { ConnectorSource } from '../shared/ports/connector-store.ts';

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-export type { Family } from '../shared/domain/connector.ts';
+export type { Family } from '../shared/core/identifiers.ts';
 export {
   CONTRACT_ERROR_CODES,
   TokenVendorError,

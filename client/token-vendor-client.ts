@@ -2,7 +2,7 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { CONNECTOR_ID, type Family, isFamily, isScopeToken, splitScope } from '../shared/domain/connector.ts';
+import { CONNECTOR_ID, type Family, isFamily, isScopeToken, splitScope } from '../shared/core/identifiers.ts';
 import type { VendResponse } from '../shared/use-cases/vend.ts';
 import { errorFromResponse, TokenVendorError } from './errors.ts';
 

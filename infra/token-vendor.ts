@@ -11,8 +11,8 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { TABLE_KEY, TTL_ATTRIBUTE } from '../shared/adapters/dynamodb-token-table.ts';
-import { FAMILIES, type Family } from '../shared/domain/connector.ts';
+import { FAMILIES, type Family } from '../shared/core/identifiers.ts';
+import { TABLE_KEY, TTL_ATTRIBUTE } from '../shared/core/table.ts';
 import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
 import { TokenVendorFunction } from './token-vendor-function.ts';
 

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { errorResponse } from '../functions/lambda/api.ts';
 import { VendorError } from '../shared/core/errors.ts';
-import { type Family, isFamily } from '../shared/domain/connector.ts';
+import { type Family, isFamily } from '../shared/core/identifiers.ts';
 import { decodeComponent, type Principals, parseQuery, verifySigV4 } from './sigv4.ts';
 
 export type ProxyHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;

@@ -5,7 +5,7 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
-import { TABLE_KEY } from '../shared/adapters/dynamodb-token-table.ts';
+import { TABLE_KEY } from '../shared/core/table.ts';
 import { listen } from './api-gateway.ts';
 
 export interface EmbeddedDynamoDB {

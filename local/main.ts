@@ -3,7 +3,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
-import type { Family } from '../shared/domain/connector.ts';
+import type { Family } from '../shared/core/identifiers.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
 import { type DemoAuthServer, startDemoAuthServer } from './demo-auth-server.ts';
 import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';

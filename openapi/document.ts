@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { CONTRACT_ERROR_CODES } from '../client/errors.ts';
 import { type ErrorCode, VendorError } from '../shared/core/errors.ts';
-import { CONNECTOR_ID, connectorSchema, FAMILIES, type Family } from '../shared/domain/connector.ts';
+import { CONNECTOR_ID, FAMILIES, type Family } from '../shared/core/identifiers.ts';
+import { connectorSchema } from '../shared/domain/connector.ts';
 import { errorSchema, gatewayErrorSchema, tokenSchema } from './schemas.ts';
 
 /** RFC 6749 §3.3 scope-token, the same class as the service's `isScopeToken`. */

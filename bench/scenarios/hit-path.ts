@@ -1,8 +1,8 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
-import { TABLE_KEY } from '../../shared/adapters/dynamodb-token-table.ts';
 import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
+import { TABLE_KEY } from '../../shared/core/table.ts';
 import { TokenMemory, type VendDeps, type VendRequest, vendToken } from '../../shared/use-cases/vend.ts';
 import { CALLER, dynamoClient, localCredentials, startHarness } from '../../test/support/harness.ts';
 import { startSecretsManagerServer } from '../../test/support/secrets-manager-server.ts';

@@ -6,7 +6,7 @@ import middy, { type MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
 import { invalidRequest, toErrorBody, VendorError } from '../../shared/core/errors.ts';
-import type { Family } from '../../shared/domain/connector.ts';
+import type { Family } from '../../shared/core/identifiers.ts';
 import { errorFields } from '../../shared/ports/log.ts';
 import { type VendDeps, type VendRequest, vendToken } from '../../shared/use-cases/vend.ts';
 

@@ -1,9 +1,10 @@
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { VendorError } from '../core/errors.ts';
-import { connectorKeyOf } from '../domain/connector.ts';
+import { connectorKeyOf } from '../core/identifiers.ts';
+import { stateItemKey, TABLE_KEY, TTL_ATTRIBUTE, tokenItemKey } from '../core/table.ts';
+import type { CachedToken } from '../core/token-policy.ts';
 import type {
-  CachedToken,
   ConnectorState,
   ExchangeOutcome,
   Lease,
@@ -13,10 +14,6 @@ import type {
   TokenStore,
 } from '../ports/token-table.ts';
 
-/** The table's key and TTL attribute names; the CDK construct and local mode create the table with these. */
-export const TABLE_KEY = 'pk';
-export const TTL_ATTRIBUTE = 'ttl';
-
 export type DynamoDBTokenStoreOptions = {
   readonly tableName: string;
 } & (
@@ -24,8 +21,8 @@ export type DynamoDBTokenStoreOptions = {
   | { readonly client?: never; readonly clientConfig?: ConstructorParameters<typeof DynamoDBClient>[0] }
 );
 
-const tokenKey = (key: string) => ({ [TABLE_KEY]: `t#${key}` });
-const stateKey = (connectorKey: string) => ({ [TABLE_KEY]: `c#${connectorKey}` });
+const tokenKey = (key: string) => ({ [TABLE_KEY]: tokenItemKey(key) });
+const stateKey = (connectorKey: string) => ({ [TABLE_KEY]: stateItemKey(connectorKey) });
 /** DynamoDB TTL is in epoch seconds; a minute of slack keeps an item around while its token can still be served. */
 const ttlSeconds = (epochMs: number) => Math.ceil(epochMs / 1000) + 60;
 

@@ -2,14 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VendorError } from '../core/errors.ts';
-import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from '../domain/connector.ts';
-import {
-  type ConnectorSource,
-  type ReplaceCheck,
-  refreshTokenOf,
-  type WriteResult,
-  withRefreshToken,
-} from '../ports/connector-store.ts';
+import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from '../core/identifiers.ts';
+import { refreshTokenOf, withRefreshToken } from '../domain/connector.ts';
+import type { ConnectorSource, ReplaceCheck, WriteResult } from '../ports/connector-store.ts';
 
 const isMissing = (error: unknown) =>
   error instanceof Error && 'code' in error && (error.code === 'ENOENT' || error.code === 'ENOTDIR');

@@ -7,14 +7,9 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { VendorError } from '../core/errors.ts';
-import { CONNECTOR_ID, type ConnectorRef, isFamily } from '../domain/connector.ts';
-import {
-  type ConnectorSource,
-  type ReplaceCheck,
-  refreshTokenOf,
-  type WriteResult,
-  withRefreshToken,
-} from '../ports/connector-store.ts';
+import { CONNECTOR_ID, type ConnectorRef, isFamily } from '../core/identifiers.ts';
+import { refreshTokenOf, withRefreshToken } from '../domain/connector.ts';
+import type { ConnectorSource, ReplaceCheck, WriteResult } from '../ports/connector-store.ts';
 
 export interface SecretsManagerConnectorSourceOptions {
   readonly client: SecretsManagerClient;

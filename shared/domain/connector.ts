@@ -1,51 +1,12 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { misconfigured } from '../core/errors.ts';
+import { type ConnectorRef, isScopeToken, splitScope } from '../core/identifiers.ts';
 
-/** Path segment → `grantType` (CONTRACT §1). */
-export const FAMILIES = {
-  'client-credentials': 'client_credentials',
-  password: 'password',
-  'refresh-token': 'refresh_token',
-} as const;
-
-export type Family = keyof typeof FAMILIES;
-export type GrantType = (typeof FAMILIES)[Family];
-
-export const CONNECTOR_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-export function isFamily(value: string): value is Family {
-  return Object.hasOwn(FAMILIES, value);
-}
-
-/** A connector is addressed by its family and ID; `key` is the one string form used in every store. */
-export interface ConnectorRef {
-  readonly family: Family;
-  readonly connectorId: string;
-}
-
-export const refKey = (ref: ConnectorRef): string => `${ref.family}/${ref.connectorId}`;
-
-/**
- * The key of one cached token: the connector's key and the scope set it was asked for ('' for the connector's own
- * scope). A connector key never holds `#` (CONNECTOR_ID), so the connector is recovered from the token key.
- */
-export const tokenKeyOf = (connectorKey: string, scopeKey = ''): string => `${connectorKey}#${scopeKey}`;
-export const connectorKeyOf = (tokenKey: string): string => tokenKey.slice(0, tokenKey.indexOf('#'));
-
-/** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 /** RFC 9110 §5.6.2 token, the only legal header name. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const ACCOUNT_ID = /^\d{12}$/;
 const PRINCIPAL_ARN = /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/-]+$/;
-
-export const isScopeToken = (token: string): boolean => SCOPE_TOKEN.test(token);
-
-/** Splits a space-separated scope string into its tokens. */
-export function splitScope(scope: string): string[] {
-  return scope.split(' ').filter((token) => token !== '');
-}
 
 const scopeString = z.string().refine((value) => splitScope(value).every(isScopeToken), {
   message: 'must be space-separated scope tokens (RFC 6749 §3.3)',
@@ -184,4 +145,17 @@ export function peekAllowedPrincipals(text: string): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Sets `refreshToken` in a document's text, keeping every other field as it was. */
+export function withRefreshToken(text: string, refreshToken: string): string {
+  const document = JSON.parse(text) as Record<string, unknown>;
+  document.refreshToken = refreshToken;
+  return `${JSON.stringify(document, null, 2)}\n`;
+}
+
+/** The refresh token a document's text holds, if any (the text was validated when it was first read). */
+export function refreshTokenOf(text: string): string | undefined {
+  const value = (JSON.parse(text) as Record<string, unknown>).refreshToken;
+  return typeof value === 'string' ? value : undefined;
 }

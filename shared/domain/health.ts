@@ -1,6 +1,6 @@
+import { refKey } from '../core/identifiers.ts';
 import type { ConnectorState } from '../ports/token-table.ts';
 import type { Connector } from './connector.ts';
-import { refKey } from './connector.ts';
 
 /**
  * A connector's health, derived from its state item: `needs_reauthorization` after the server refused its refresh

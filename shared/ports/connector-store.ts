@@ -1,4 +1,4 @@
-import type { ConnectorRef } from '../domain/connector.ts';
+import type { ConnectorRef } from '../core/identifiers.ts';
 
 /**
  * Where connector documents live: Secrets Manager in AWS, a folder of files in local mode. The source only
@@ -28,16 +28,3 @@ export interface ConnectorSource {
 /** Given the refresh token the newest document holds, may the vendor write over it? */
 export type ReplaceCheck = (current: string | undefined) => boolean;
 export type WriteResult = 'written' | 'refused';
-
-/** The refresh token a document's text holds, if any (the text was validated when it was first read). */
-export function refreshTokenOf(text: string): string | undefined {
-  const value = (JSON.parse(text) as Record<string, unknown>).refreshToken;
-  return typeof value === 'string' ? value : undefined;
-}
-
-/** Sets `refreshToken` in a document's text, keeping every other field as it was. */
-export function withRefreshToken(text: string, refreshToken: string): string {
-  const document = JSON.parse(text) as Record<string, unknown>;
-  document.refreshToken = refreshToken;
-  return `${JSON.stringify(document, null, 2)}\n`;
-}

@@ -1,17 +1,5 @@
+import type { CachedToken } from '../core/token-policy.ts';
 import type { ClientAuthMethod } from '../domain/oauth/client-auth.ts';
-
-/** A cached access token. Times are epoch milliseconds. */
-export interface CachedToken {
-  readonly accessToken: string;
-  readonly tokenType: string;
-  readonly scope: string | undefined;
-  readonly issuedAt: number;
-  readonly expiresAt: number;
-  /** When a refresh ahead of expiry should start (a jittered share of the lifetime). */
-  readonly refreshAt: number;
-  /** {@link Connector.tokenRevision} of the settings the token was fetched with. */
-  readonly tokenRevision: string;
-}
 
 /**
  * A refresh-token connector's chain as the vendor holds it: the table, not the connector document, is the home of

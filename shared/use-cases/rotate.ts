@@ -1,7 +1,9 @@
-import { type Connector, type ConnectorRef, parseConnector, refKey, tokenKeyOf } from '../domain/connector.ts';
+import { type ConnectorRef, refKey, tokenKeyOf } from '../core/identifiers.ts';
+import type { CachedToken } from '../core/token-policy.ts';
+import { type Connector, parseConnector } from '../domain/connector.ts';
 import { type ConnectorHealth, healthOf } from '../domain/health.ts';
 import { errorFields } from '../ports/log.ts';
-import type { CachedToken, ConnectorState } from '../ports/token-table.ts';
+import type { ConnectorState } from '../ports/token-table.ts';
 import type { VendDeps } from './vend.ts';
 
 export interface RotationOptions {

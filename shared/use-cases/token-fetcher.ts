@@ -1,19 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { HttpClient } from '../adapters/http-client.ts';
 import { misconfigured, VendorError } from '../core/errors.ts';
-import { type Connector, fingerprint, parseConnector, refKey } from '../domain/connector.ts';
+import { refKey } from '../core/identifiers.ts';
+import type { CachedToken } from '../core/token-policy.ts';
+import { refreshAtFor } from '../core/token-policy.ts';
+import { type Connector, fingerprint, parseConnector } from '../domain/connector.ts';
 import { within } from '../domain/deadline.ts';
 import { notAsked, outcomeUnknown, requestToken } from '../domain/oauth/token-client.ts';
 import type { ConnectorSource } from '../ports/connector-store.ts';
 import { errorFields, type Log } from '../ports/log.ts';
-import type {
-  CachedToken,
-  ConnectorState,
-  Lease,
-  RefreshChain,
-  TokenFailure,
-  TokenStore,
-} from '../ports/token-table.ts';
+import type { ConnectorState, Lease, RefreshChain, TokenFailure, TokenStore } from '../ports/token-table.ts';
 
 export interface FetcherSettings {
   /** How long a lease holder may talk to the token server before others may take over. */
@@ -519,21 +515,6 @@ const RETRY_MAX_MS = 3_600_000;
 export function scheduledRetryAt(at: number, consecutive: number, random: () => number): number {
   const base = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.max(0, consecutive - 1));
   return Math.round(at + base * (0.8 + 0.4 * random()));
-}
-
-/**
- * When to refresh ahead: at 70–80% (jittered, so containers and connectors spread out) of the time the token can
- * still be served to a caller with the default minTtl.
- */
-export function refreshAtFor(
-  issuedAt: number,
-  expiresAt: number,
-  defaultMinTtlMs: number,
-  random: () => number,
-): number {
-  const lifetime = expiresAt - issuedAt;
-  const servableUntil = expiresAt - Math.min(defaultMinTtlMs, lifetime / 2);
-  return Math.floor(issuedAt + (servableUntil - issuedAt) * (0.7 + 0.1 * random()));
 }
 
 function toCachedToken(

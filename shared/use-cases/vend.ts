@@ -2,23 +2,22 @@ import type { MetricsSink } from '../adapters/powertools-metrics.ts';
 import { accessDenied, invalidRequest, misconfigured, VendorError } from '../core/errors.ts';
 import {
   CONNECTOR_ID,
-  type Connector,
   type ConnectorRef,
   FAMILIES,
   isFamily,
   isScopeToken,
-  parseConnector,
-  peekAllowedPrincipals,
   refKey,
   splitScope,
   tokenKeyOf,
-} from '../domain/connector.ts';
+} from '../core/identifiers.ts';
+import type { CachedToken } from '../core/token-policy.ts';
+import { type Connector, parseConnector, peekAllowedPrincipals } from '../domain/connector.ts';
 import { within } from '../domain/deadline.ts';
 import { type NetworkPolicy, refuseUrl } from '../domain/network-policy.ts';
 import { type Caller, isAllowed } from '../domain/principals.ts';
 import type { ConnectorSource } from '../ports/connector-store.ts';
 import { errorFields, type Log } from '../ports/log.ts';
-import type { CachedToken, TokenStore } from '../ports/token-table.ts';
+import type { TokenStore } from '../ports/token-table.ts';
 import type { TokenFetcher } from './token-fetcher.ts';
 
 /** What a caller asked for, as it arrived (validated here). */

@@ -17,7 +17,7 @@ import { flattenCfn } from '../../infra/acknowledge.ts';
 import { GATEWAY_ERRORS, TokenVendor, type TokenVendorProps, TokenVendorPropsError } from '../../infra/token-vendor.ts';
 import { TokenVendorFunction } from '../../infra/token-vendor-function.ts';
 import { createTokenVendorApp, stackPropsFromContext } from '../../infra/token-vendor-stack.ts';
-import { FAMILIES, type Family } from '../../shared/domain/connector.ts';
+import { FAMILIES, type Family } from '../../shared/core/identifiers.ts';
 
 const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
 /** The feature flags `cdk synth` runs with, so that tests see the template the CLI makes. */

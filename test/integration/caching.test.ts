@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import type { CachedToken } from '../../shared/core/token-policy.ts';
 import { parseConnector } from '../../shared/domain/connector.ts';
-import type { CachedToken } from '../../shared/ports/token-table.ts';
 import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, dynamoClient, type Harness, manualClock, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CachedToken, Lease, LeaseAttempt } from '../../shared/ports/token-table.ts';
+import type { CachedToken } from '../../shared/core/token-policy.ts';
+import type { Lease, LeaseAttempt } from '../../shared/ports/token-table.ts';
 import { type Harness, startHarness } from '../support/harness.ts';
 
 const token = (accessToken: string, now: number): CachedToken => ({

@@ -10,7 +10,8 @@ import { CONTRACT_ERROR_CODES } from '../../client/errors.ts';
 import { toVendRequest } from '../../functions/lambda/api.ts';
 import { buildOpenApiDocument } from '../../openapi/document.ts';
 import { VendorError } from '../../shared/core/errors.ts';
-import { CONNECTOR_ID, FAMILIES, parseConnector } from '../../shared/domain/connector.ts';
+import { CONNECTOR_ID, FAMILIES } from '../../shared/core/identifiers.ts';
+import { parseConnector } from '../../shared/domain/connector.ts';
 import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
 import {
   type LocalFixture,

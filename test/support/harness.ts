@@ -9,7 +9,7 @@ import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../..
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
 import type { HttpClient } from '../../shared/adapters/http-client.ts';
-import type { ConnectorRef, Family } from '../../shared/domain/connector.ts';
+import type { ConnectorRef, Family } from '../../shared/core/identifiers.ts';
 import type { ConnectorSource, ReplaceCheck } from '../../shared/ports/connector-store.ts';
 import type { Log } from '../../shared/ports/log.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VendorError } from '../../shared/core/errors.ts';
-import { type ConnectorRef, parseConnector, peekAllowedPrincipals } from '../../shared/domain/connector.ts';
+import type { ConnectorRef } from '../../shared/core/identifiers.ts';
+import { parseConnector, peekAllowedPrincipals } from '../../shared/domain/connector.ts';
 
 const REF: ConnectorRef = { family: 'client-credentials', connectorId: 'demo' };
 const ROLE = 'arn:aws:iam::123456789012:role/caller';

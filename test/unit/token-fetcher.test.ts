@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { CachedToken } from '../../shared/ports/token-table.ts';
-import { refreshAtFor } from '../../shared/use-cases/token-fetcher.ts';
+import type { CachedToken } from '../../shared/core/token-policy.ts';
+import { refreshAtFor } from '../../shared/core/token-policy.ts';
 import { servesFor } from '../../shared/use-cases/vend.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');

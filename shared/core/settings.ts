@@ -1,0 +1,37 @@
+import type { ConnectorRef } from './identifiers.ts';
+import { CONNECTOR_ID, isFamily } from './identifiers.ts';
+
+/**
+ * Configuration names and defaults, in the one place the functions, local mode, the CLI and the CDK construct read
+ * them from.
+ */
+export const DEFAULT_TABLE_NAME = 'token-vendor-tokens';
+export const DEFAULT_SECRET_PREFIX = 'token-vendor';
+/** Characters a Secrets Manager name may hold; a prefix is a name's beginning. */
+export const SECRET_PREFIX = /^[A-Za-z0-9/_+=.@-]+$/;
+/** Powertools' service name in logs and metrics. */
+export const SERVICE_NAME = 'token-vendor';
+export const DEFAULT_METRICS_NAMESPACE = 'TokenVendor';
+export const DEFAULT_FORCED_REFRESH_SECONDS = 5;
+/** Local mode's connectors folder, relative to where it runs. */
+export const DEFAULT_CONNECTORS_DIR = 'connectors';
+
+/** The environment variables the functions read (the construct sets them; local mode and the CLI honour them). */
+export const ENV = {
+  table: 'TOKEN_VENDOR_TABLE',
+  secretPrefix: 'TOKEN_VENDOR_SECRET_PREFIX',
+  connectorsDir: 'TOKEN_VENDOR_CONNECTORS_DIR',
+  forcedRefreshSeconds: 'TOKEN_VENDOR_FORCED_REFRESH_SECONDS',
+  allowPrivateNetworks: 'TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS',
+} as const;
+
+/** A connector's secret (CONTRACT §2): `<prefix>/<family>/<connectorId>`. */
+export const secretName = (prefix: string, ref: ConnectorRef): string => `${prefix}/${ref.family}/${ref.connectorId}`;
+
+/** The connector a secret name stands for, or undefined when the name is not a connector's under `prefix`. */
+export function refFromSecretName(prefix: string, name: string): ConnectorRef | undefined {
+  if (!name.startsWith(`${prefix}/`)) return undefined;
+  const [family, connectorId, ...rest] = name.slice(prefix.length + 1).split('/');
+  if (rest.length > 0 || family === undefined || !isFamily(family) || connectorId === undefined) return undefined;
+  return CONNECTOR_ID.test(connectorId) ? { family, connectorId } : undefined;
+}

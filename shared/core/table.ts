@@ -1,0 +1,12 @@
+/**
+ * The token table's key schema: the CDK construct and local mode create the table with it, the DynamoDB adapter
+ * reads and writes it, and IAM conditions name its key prefixes.
+ */
+export const TABLE_KEY = 'pk';
+/** DynamoDB TTL attribute, epoch seconds. */
+export const TTL_ATTRIBUTE = 'ttl';
+
+/** One item per cached token (connector and scope set). */
+export const tokenItemKey = (tokenKey: string): string => `t#${tokenKey}`;
+/** One item per connector: lease, refresh-token chain, remembered auth method, failures. */
+export const stateItemKey = (connectorKey: string): string => `c#${connectorKey}`;

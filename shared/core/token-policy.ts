@@ -1,0 +1,82 @@
+/**
+ * When a cached token serves a request, and when it is refreshed: the one place these rules live (CONTRACT §3).
+ */
+
+/** A cached access token. Times are epoch milliseconds. */
+export interface CachedToken {
+  readonly accessToken: string;
+  readonly tokenType: string;
+  readonly scope: string | undefined;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  /** When a refresh ahead of expiry should start (a jittered share of the lifetime). */
+  readonly refreshAt: number;
+  /** The connector's `tokenRevision` (its request settings) the token was fetched with. */
+  readonly tokenRevision: string;
+}
+
+/** What a caller needs of a token. */
+export interface TokenRequirement {
+  /** The connector's current request settings: a token fetched with others does not serve. */
+  readonly tokenRevision: string;
+  /** Seconds the token must still be valid; counts as at most half the token's lifetime. */
+  readonly minTtlSeconds: number;
+  /** A forced refresh: only a token issued at or after this instant. */
+  readonly issuedAfter?: number | undefined;
+  /** A refresh ahead: only a token not yet past its refresh point. */
+  readonly beforeRefreshPoint?: boolean | undefined;
+  /** The schedule's idle exercise of a refresh token: only a token issued less than this long ago. */
+  readonly maxAgeMs?: number | undefined;
+}
+
+/**
+ * How long a token must still be valid for a caller asking `minTtlSeconds`: a `minTtl` above half of the token's
+ * lifetime counts as half of it, so that short-lived tokens are still served from a cache (CONTRACT §3).
+ */
+export function requiredValidityMs(lifetimeMs: number, minTtlSeconds: number): number {
+  return Math.min(minTtlSeconds * 1000, lifetimeMs / 2);
+}
+
+/** Whether a token has expired (DynamoDB deletes expired items only lazily, so every read asks). */
+export const isExpired = (token: Pick<CachedToken, 'expiresAt'>, now: number): boolean => token.expiresAt <= now;
+
+/** The one decision whether a token serves a request. */
+export function serves(token: CachedToken, requirement: TokenRequirement, now: number): boolean {
+  return (
+    token.tokenRevision === requirement.tokenRevision &&
+    token.issuedAt >= (requirement.issuedAfter ?? Number.NEGATIVE_INFINITY) &&
+    token.expiresAt - now >= requiredValidityMs(token.expiresAt - token.issuedAt, requirement.minTtlSeconds) &&
+    !isExpired(token, now) &&
+    (requirement.beforeRefreshPoint !== true || token.refreshAt > now) &&
+    (requirement.maxAgeMs === undefined || now - token.issuedAt < requirement.maxAgeMs)
+  );
+}
+
+/** The last instant a token serves a caller with the default minTtl. */
+function servableUntil(issuedAt: number, expiresAt: number, defaultMinTtlMs: number): number {
+  return expiresAt - Math.min(defaultMinTtlMs, (expiresAt - issuedAt) / 2);
+}
+
+/**
+ * When to refresh ahead: at 70–80% (jittered, so containers and connectors spread out) of the time the token can
+ * still be served to a caller with the default minTtl.
+ */
+export function refreshAtFor(
+  issuedAt: number,
+  expiresAt: number,
+  defaultMinTtlMs: number,
+  random: () => number,
+): number {
+  const until = servableUntil(issuedAt, expiresAt, defaultMinTtlMs);
+  return Math.floor(issuedAt + (until - issuedAt) * (0.7 + 0.1 * random()));
+}
+
+/**
+ * When one process acts on a token's refresh point: spread, by the process's `spread` in [0, 1), over the first half
+ * of the time from the refresh point to the last moment the token serves a default caller, so one container
+ * refreshes and the others find its result.
+ */
+export function dueAt(token: CachedToken, defaultMinTtlMs: number, spread: number): number {
+  const until = servableUntil(token.issuedAt, token.expiresAt, defaultMinTtlMs);
+  return token.refreshAt + Math.max(0, until - token.refreshAt) * 0.5 * spread;
+}
