@@ -3,7 +3,7 @@ import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { CONNECTOR_ID, type Family, isFamily, isScopeToken, splitScope } from '../shared/core/identifiers.ts';
-import type { VendResponse } from '../shared/use-cases/vend.ts';
+import type { VendResponse } from '../shared/core/vend-response.ts';
 import { errorFromResponse, TokenVendorError } from './errors.ts';
 
 /** The vendor's `200` body (CONTRACT §3). */

@@ -1,10 +1,10 @@
 import { createLogger } from '../shared/adapters/powertools-logger.ts';
 import { createMetrics, powertoolsSink } from '../shared/adapters/powertools-metrics.ts';
 import { createTokenHandler } from './lambda/api.ts';
-import { createVendDeps } from './lambda/composition.ts';
+import { createRuntime } from './lambda/composition.ts';
 import { loadConfig } from './lambda/config.ts';
 
 const logger = createLogger();
 const metrics = createMetrics(process.env.POWERTOOLS_METRICS_NAMESPACE);
-const deps = createVendDeps(loadConfig(process.env), logger, { metrics: powertoolsSink(metrics) });
+const deps = createRuntime(loadConfig(process.env), logger, { metrics: powertoolsSink(metrics) });
 export const handler = createTokenHandler('refresh-token', deps, logger, metrics);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CONTRACT_ERROR_CODES } from '../client/errors.ts';
 import type { ErrorBody } from '../shared/core/errors.ts';
-import type { VendResponse } from '../shared/use-cases/vend.ts';
+import type { VendResponse } from '../shared/core/vend-response.ts';
 
 /**
  * The answers' bodies as zod schemas, for `z.toJSONSchema`. The service builds them as TypeScript types

@@ -3,7 +3,9 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
 import { TABLE_KEY } from '../../shared/core/table.ts';
-import { TokenMemory, type VendDeps, type VendRequest, vendToken } from '../../shared/use-cases/vend.ts';
+import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
+import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
+import type { VendRequest } from '../../shared/use-cases/vend-request.ts';
 import { CALLER, dynamoClient, localCredentials, startHarness } from '../../test/support/harness.ts';
 import { startSecretsManagerServer } from '../../test/support/secrets-manager-server.ts';
 import {

@@ -5,10 +5,11 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
-import { invalidRequest, toErrorBody, VendorError } from '../../shared/core/errors.ts';
+import { errorFields, invalidRequest, toErrorBody, VendorError } from '../../shared/core/errors.ts';
 import type { Family } from '../../shared/core/identifiers.ts';
-import { errorFields } from '../../shared/ports/log.ts';
-import { type VendDeps, type VendRequest, vendToken } from '../../shared/use-cases/vend.ts';
+import { type ForceRefreshDeps, forceRefresh } from '../../shared/use-cases/force-refresh.ts';
+import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
+import type { VendRequest } from '../../shared/use-cases/vend-request.ts';
 
 const BASE_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' } as const;
 
@@ -107,7 +108,12 @@ function causeFields(error: VendorError): Record<string, unknown> {
 }
 
 /** One grant family's Lambda handler: logger context, metrics, contract errors, and one call into the use case. */
-export function createTokenHandler(family: Family, deps: VendDeps, logger: Logger, metrics: Metrics) {
+export function createTokenHandler(
+  family: Family,
+  deps: VendDeps & ForceRefreshDeps,
+  logger: Logger,
+  metrics: Metrics,
+) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(logMetrics(metrics))
@@ -116,8 +122,9 @@ export function createTokenHandler(family: Family, deps: VendDeps, logger: Logge
       const request = toVendRequest(family, event);
       logger.appendKeys({ connector: `${family}/${request.connectorId}`, caller: request.caller.arn });
       // The invocation's own end bounds the answer too (a function timeout below API Gateway's 29 s).
-      const deadline = deps.now() + context.getRemainingTimeInMillis() - INVOCATION_RESERVE_MS;
-      const body = await vendToken(deps, { ...request, deadline });
+      const deadline = deps.clock.now() + context.getRemainingTimeInMillis() - INVOCATION_RESERVE_MS;
+      const withDeadline = { ...request, deadline };
+      const body = request.force ? await forceRefresh(deps, withDeadline) : await vendToken(deps, withDeadline);
       return jsonResponse(200, body);
     });
 }

@@ -1,30 +1,41 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createDynamoDBClient, createSecretsManagerClient } from '../../shared/adapters/aws-clients.ts';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
-import { createHttpClient, type HttpClient } from '../../shared/adapters/http-client.ts';
-import { type MetricsSink, noMetrics } from '../../shared/adapters/powertools-metrics.ts';
+import { createHttpClient } from '../../shared/adapters/http-client.ts';
+import { noMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
+import { systemClock } from '../../shared/adapters/system-clock.ts';
+import type { Clock } from '../../shared/ports/clock.ts';
 import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
+import type { HttpClient } from '../../shared/ports/http.ts';
 import type { Log } from '../../shared/ports/log.ts';
+import type { MetricsSink } from '../../shared/ports/metrics.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
-import { TokenFetcher } from '../../shared/use-cases/token-fetcher.ts';
-import { TokenMemory, type VendDeps } from '../../shared/use-cases/vend.ts';
+import { ConnectorDocuments } from '../../shared/use-cases/connector-documents.ts';
+import type { ForceRefreshDeps } from '../../shared/use-cases/force-refresh.ts';
+import { TokenFetcher } from '../../shared/use-cases/refresh/token-fetcher.ts';
+import type { RotateDeps } from '../../shared/use-cases/rotate.ts';
+import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
+import type { VendDeps } from '../../shared/use-cases/vend.ts';
 import type { Config } from './config.ts';
 
 export interface RuntimeOverrides {
   readonly source?: ConnectorSource;
   readonly store?: TokenStore;
   readonly http?: HttpClient;
+  /** Replaces the clock's `now` (tests move time by hand); sleeping and jitter stay real. */
   readonly now?: () => number;
   readonly metrics?: MetricsSink;
 }
+
+/** Everything one container's use cases take: each reads only its own part. */
+export type Runtime = VendDeps & ForceRefreshDeps & RotateDeps;
 
 /**
  * The composition root: builds the collaborators the use cases take, from validated configuration. Handler
  * modules call it once per container; tests call it with real loopback servers behind the overrides.
  */
-export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverrides = {}): VendDeps {
+export function createRuntime(config: Config, log: Log, overrides: RuntimeOverrides = {}): Runtime {
   const source =
     overrides.source ??
     (config.connectorsDir !== undefined
@@ -37,17 +48,15 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
   // The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB when set (local mode, tests).
   const store =
     overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: createDynamoDBClient() });
-  const now = overrides.now ?? Date.now;
+  const { now } = overrides;
+  const clock: Clock = now === undefined ? systemClock : { ...systemClock, now };
   const localMode = config.connectorsDir !== undefined;
+  const network = { allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks };
   const fetcher = new TokenFetcher({
     source,
     store,
-    http:
-      overrides.http ??
-      createHttpClient({ allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks }),
-    now,
-    random: Math.random,
-    sleep: (ms) => sleep(ms),
+    http: overrides.http ?? createHttpClient(network),
+    clock,
     log,
     settings: {
       leaseMs: config.leaseMs,
@@ -60,19 +69,20 @@ export function createVendDeps(config: Config, log: Log, overrides: RuntimeOverr
   });
   return {
     source,
+    documents: new ConnectorDocuments(source, log),
     store,
     fetcher,
-    now,
+    clock,
     log,
     memory: new TokenMemory(),
     metrics: overrides.metrics ?? noMetrics,
     settings: {
-      network: { allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks },
+      network,
       forcedRefreshSpacingMs: config.forcedRefreshSpacingMs,
       memoryStalenessMs: config.memoryStalenessMs,
       defaultMinTtlSeconds: config.defaultMinTtlSeconds,
       refreshAhead: config.refreshAhead,
-      refreshSpread: Math.random(),
+      refreshSpread: clock.random(),
     },
   };
 }

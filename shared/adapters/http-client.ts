@@ -1,32 +1,8 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import { Agent, fetch } from 'undici';
-import { isAddressAllowed, type NetworkPolicy, refuseUrl } from '../domain/network-policy.ts';
-
-/** The one HTTP capability the OAuth client needs; tests pass real loopback servers, faults use other ports. */
-export interface HttpRequest {
-  readonly url: string;
-  readonly method: 'POST';
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: string;
-  readonly signal?: AbortSignal;
-}
-
-export interface HttpResponse {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-}
-
-export type HttpClient = (request: HttpRequest) => Promise<HttpResponse>;
-
-/** The token URL's destination is not one the vendor may call (the SSRF guard). */
-export class DestinationRefusedError extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'DestinationRefusedError';
-  }
-}
+import { DestinationRefusedError, isAddressAllowed, type NetworkPolicy, refuseUrl } from '../domain/network-policy.ts';
+import type { HttpClient } from '../ports/http.ts';
 
 /** Resolves a host name to every address it has. */
 export type Resolver = (hostname: string, callback: (error: Error | null, addresses: LookupAddress[]) => void) => void;
@@ -92,12 +68,4 @@ export function createHttpClient(policy: NetworkPolicy, resolve: Resolver = syst
       text: text.slice(0, MAX_BODY_BYTES),
     };
   };
-}
-
-/** Was a request refused by the guard, anywhere in an error's cause chain? */
-export function refusedDestination(error: unknown): DestinationRefusedError | undefined {
-  for (let current = error; current instanceof Error; current = current.cause) {
-    if (current instanceof DestinationRefusedError) return current;
-  }
-  return undefined;
 }

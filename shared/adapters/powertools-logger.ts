@@ -1,4 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { SERVICE_NAME } from '../core/settings.ts';
 
 /** Keys whose string values are credentials or tokens wherever they appear in a log record. */
 const SECRET_KEY = /secret|password|passwd|token|authorization|credential|cookie|signature/i;
@@ -15,6 +16,6 @@ export function redactSecrets(key: string, value: unknown): unknown {
   return value;
 }
 
-export function createLogger(serviceName = 'token-vendor'): Logger {
+export function createLogger(serviceName = SERVICE_NAME): Logger {
   return new Logger({ serviceName, jsonReplacerFn: redactSecrets });
 }

@@ -1,29 +1,11 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DEFAULT_METRICS_NAMESPACE, SERVICE_NAME } from '../core/settings.ts';
+import type { MetricsSink } from '../ports/metrics.ts';
 
-/**
- * What the domain reports; the handlers back it with Powertools Metrics (CloudWatch EMF). Names are the ones the
- * CDK alarms and dashboards use.
- */
-export interface MetricsSink {
-  count(name: MetricName, value?: number): void;
-  milliseconds(name: 'TokenFetchLatency', value: number): void;
-}
-
-export type MetricName =
-  | 'MemoryHits'
-  | 'TableHits'
-  | 'TokenFetches'
-  | 'TokenFetchFailures'
-  | 'StillValidServed'
-  | 'ScheduledRefreshes'
-  | 'ScheduledRunFailures'
-  | 'ConnectorsFailing'
-  | 'ConnectorsNeedingReauthorization'
-  | 'HealthStateChanges';
-
+/** Reports nothing: for tests and tools that have no metrics to publish. */
 export const noMetrics: MetricsSink = { count: () => undefined, milliseconds: () => undefined };
 
-export function createMetrics(namespace = 'TokenVendor', serviceName = 'token-vendor'): Metrics {
+export function createMetrics(namespace = DEFAULT_METRICS_NAMESPACE, serviceName = SERVICE_NAME): Metrics {
   return new Metrics({ namespace, serviceName });
 }
 

@@ -77,3 +77,10 @@ export function toErrorBody(error: VendorError): ErrorBody {
     ...(error.upstreamError === undefined ? {} : { upstream_error: error.upstreamError }),
   };
 }
+
+/** Fields that describe an error for a log line: its name, code and message, which never carry a secret. */
+export function errorFields(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { errorName: typeof error };
+  const code = 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+  return { errorName: error.name, errorCode: code, errorMessage: error.message };
+}

@@ -37,6 +37,11 @@ export function requiredValidityMs(lifetimeMs: number, minTtlSeconds: number): n
   return Math.min(minTtlSeconds * 1000, lifetimeMs / 2);
 }
 
+/** A token serves a caller while it has minTtl left; minTtl counts as at most half the token's lifetime. */
+export function servesFor(token: CachedToken, minTtlSeconds: number, now: number): boolean {
+  return token.expiresAt - now >= requiredValidityMs(token.expiresAt - token.issuedAt, minTtlSeconds);
+}
+
 /** Whether a token has expired (DynamoDB deletes expired items only lazily, so every read asks). */
 export const isExpired = (token: Pick<CachedToken, 'expiresAt'>, now: number): boolean => token.expiresAt <= now;
 
@@ -45,7 +50,7 @@ export function serves(token: CachedToken, requirement: TokenRequirement, now: n
   return (
     token.tokenRevision === requirement.tokenRevision &&
     token.issuedAt >= (requirement.issuedAfter ?? Number.NEGATIVE_INFINITY) &&
-    token.expiresAt - now >= requiredValidityMs(token.expiresAt - token.issuedAt, requirement.minTtlSeconds) &&
+    servesFor(token, requirement.minTtlSeconds, now) &&
     !isExpired(token, now) &&
     (requirement.beforeRefreshPoint !== true || token.refreshAt > now) &&
     (requirement.maxAgeMs === undefined || now - token.issuedAt < requirement.maxAgeMs)

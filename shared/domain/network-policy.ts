@@ -94,3 +94,19 @@ export function refuseUrl(url: URL, policy: NetworkPolicy): string | undefined {
     return 'points to an address the vendor may not call';
   return undefined;
 }
+
+/** The token URL's destination is not one the vendor may call (the SSRF guard). */
+export class DestinationRefusedError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'DestinationRefusedError';
+  }
+}
+
+/** Was a request refused by the guard, anywhere in an error's cause chain? */
+export function refusedDestination(error: unknown): DestinationRefusedError | undefined {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    if (current instanceof DestinationRefusedError) return current;
+  }
+  return undefined;
+}

@@ -86,17 +86,21 @@ export interface ExchangeOutcome {
   readonly head?: HeadToken | undefined;
 }
 
-/**
- * The token table: cached tokens (one item per connector and scope set) and per-connector state (lease, refresh
- * chain, remembered auth method, failures), each in single-item conditional writes.
- */
-export interface TokenStore {
+/** Cached tokens, one item per connector and scope set: what the hit path reads. */
+export interface TokenCache {
   /** The cached token, or undefined when absent or expired (DynamoDB deletes expired items only lazily). */
   getToken(key: string, now: number): Promise<CachedToken | undefined>;
   /** Writes a token unless a holder with a newer fence already did; false when refused. */
   putToken(key: string, token: CachedToken, fence: number): Promise<boolean>;
   /** Discards a cached token: its item, and the copy on the state item if the last exchange stored it there. */
   deleteToken(key: string): Promise<void>;
+}
+
+/**
+ * Each connector's state: the lease that makes one exchange at a time, the refresh-token chain, the remembered client
+ * authentication and the last failure, each changed by one single-item conditional write.
+ */
+export interface ConnectorStateTable {
   getState(connectorKey: string): Promise<ConnectorState>;
   /** Takes the lease when it is free or expired; otherwise says who holds it. */
   acquireLease(connectorKey: string, owner: string, now: number, durationMs: number): Promise<LeaseAttempt>;
@@ -112,8 +116,15 @@ export interface TokenStore {
   /** Records a failed exchange, only while `lease` is the current one (a stale holder's news is old); false if not. */
   recordFailure(connectorKey: string, lease: Lease, failure: TokenFailure): Promise<boolean>;
   markNeedsReauthorization(connectorKey: string, revision: string, upstreamError: string): Promise<void>;
+}
+
+/** The spacing of forced refreshes per connector (CONTRACT §3). */
+export interface ForcedRefreshSlots {
   /**
    * Claims the connector's forced-refresh slot; undefined when granted, else the milliseconds until the next one.
    */
   takeForcedRefreshSlot(connectorKey: string, now: number, spacingMs: number): Promise<number | undefined>;
 }
+
+/** The whole token table, as its adapters implement it; each use case asks for only the parts it uses. */
+export type TokenStore = TokenCache & ConnectorStateTable & ForcedRefreshSlots;

@@ -1,10 +1,25 @@
+import { errorFields } from '../core/errors.ts';
 import { type ConnectorRef, refKey, tokenKeyOf } from '../core/identifiers.ts';
-import type { CachedToken } from '../core/token-policy.ts';
+import { serves, type TokenRequirement } from '../core/token-policy.ts';
 import { type Connector, parseConnector } from '../domain/connector.ts';
 import { type ConnectorHealth, healthOf } from '../domain/health.ts';
-import { errorFields } from '../ports/log.ts';
-import type { ConnectorState } from '../ports/token-table.ts';
-import type { VendDeps } from './vend.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { ConnectorSource } from '../ports/connector-store.ts';
+import type { Log } from '../ports/log.ts';
+import type { MetricsSink } from '../ports/metrics.ts';
+import type { ConnectorState, ConnectorStateTable, TokenCache } from '../ports/token-table.ts';
+import type { TokenFetcher } from './refresh/token-fetcher.ts';
+import type { TokenMemory } from './token-memory.ts';
+
+export interface RotateDeps {
+  readonly source: ConnectorSource;
+  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState'>;
+  readonly fetcher: TokenFetcher;
+  readonly memory: TokenMemory;
+  readonly clock: Clock;
+  readonly log: Log;
+  readonly metrics: MetricsSink;
+}
 
 export interface RotationOptions {
   /** Connectors worked on at once. @default 16 */
@@ -49,8 +64,8 @@ type Outcome = 'refreshed' | 'fresh' | 'failed' | 'skipped' | 'unreached' | 'unm
  * the same lease as vends. Failing connectors wait out their backoff; connectors needing re-authorization are left
  * alone until their document changes. One connector's failure never stops the others.
  */
-export async function rotateConnectors(deps: VendDeps, options: RotationOptions = {}): Promise<RotationReport> {
-  const started = deps.now();
+export async function rotateConnectors(deps: RotateDeps, options: RotationOptions = {}): Promise<RotationReport> {
+  const started = deps.clock.now();
   const budgetMs = options.budgetMs ?? 60_000;
   const idleRefreshMs = options.idleRefreshMs ?? 24 * 3600_000;
   const refs = await deps.source.list();
@@ -58,7 +73,7 @@ export async function rotateConnectors(deps: VendDeps, options: RotationOptions 
   const health: ConnectorHealth[] = [];
 
   await forEachLimited(refs, options.concurrency ?? 16, async (ref: ConnectorRef) => {
-    if (deps.now() - started >= budgetMs) {
+    if (deps.clock.now() - started >= budgetMs) {
       outcomes.push('unreached');
       return;
     }
@@ -99,17 +114,25 @@ export async function rotateConnectors(deps: VendDeps, options: RotationOptions 
   deps.metrics.count('ConnectorsFailing', health.filter((entry) => entry.state === 'failing').length);
   deps.metrics.count('ConnectorsNeedingReauthorization', report.needsReauthorization);
   const { health: _, ...summary } = report;
-  deps.log.info('scheduled rotation finished', { ...summary, durationMs: deps.now() - started });
+  deps.log.info('scheduled rotation finished', { ...summary, durationMs: deps.clock.now() - started });
   return report;
 }
 
-function isDue(token: CachedToken | undefined, connector: Connector, now: number, idleMs: number) {
-  if (token === undefined || token.tokenRevision !== connector.tokenRevision || now >= token.refreshAt) return true;
-  return connector.document.grantType === 'refresh_token' && now - token.issuedAt >= idleMs;
+/**
+ * What a connector's default-scope token must be for the schedule to leave it alone: fetched with the current
+ * settings, not yet past its refresh point, and, for a refresh token, exercised within the idle interval.
+ */
+function freshEnough(connector: Connector, idleRefreshMs: number): TokenRequirement {
+  return {
+    tokenRevision: connector.tokenRevision,
+    minTtlSeconds: 0,
+    beforeRefreshPoint: true,
+    maxAgeMs: connector.document.grantType === 'refresh_token' ? idleRefreshMs : undefined,
+  };
 }
 
 async function refreshOne(
-  deps: VendDeps,
+  deps: RotateDeps,
   connector: Connector,
   idleRefreshMs: number,
 ): Promise<{ result: Outcome; after: ConnectorHealth }> {
@@ -128,7 +151,7 @@ async function refreshOne(
     };
   }
   const before = healthOf(connector, state);
-  const now = deps.now();
+  const now = deps.clock.now();
   const backingOff = before.state === 'failing' && (state.failure?.nextAttemptAt ?? 0) > now;
   if (before.state === 'needs_reauthorization' || backingOff) return { result: 'skipped', after: before };
 
@@ -136,21 +159,19 @@ async function refreshOne(
   let result: Outcome = 'fresh';
   try {
     const cached = await deps.store.getToken(tokenKey, now);
-    if (isDue(cached, connector, now, idleRefreshMs)) {
+    const requirement = freshEnough(connector, idleRefreshMs);
+    if (cached === undefined || !serves(cached, requirement, now)) {
       const token = await deps.fetcher.fetch(
         { connector, tokenKey, scope: connector.document.scope },
-        {
-          accept: (candidate) => candidate.refreshAt > deps.now() && deps.now() - candidate.issuedAt < idleRefreshMs,
-          background: true,
-        },
+        { requirement, background: true },
       );
       if (token !== undefined) {
-        deps.memory.set(tokenKey, token, deps.now());
+        deps.memory.set(tokenKey, token, deps.clock.now());
         result = 'refreshed';
       }
     }
     // A document left behind (its store was down, or its checkpoint interval had not passed) catches up here.
-    if (result === 'fresh' && state.chain !== undefined) await deps.fetcher.checkpoint(connector, state.chain);
+    if (result === 'fresh' && state.chain !== undefined) await deps.fetcher.chains.checkpoint(connector, state.chain);
   } catch (error) {
     result = 'failed';
     deps.log.warn('scheduled refresh failed', { connector: connectorKey, ...errorFields(error) });

@@ -152,7 +152,7 @@ describe('Caching and refresh ahead', () => {
     // Act
     const background = await vendor.deps.fetcher.fetch(
       { connector, tokenKey: 'client-credentials/leased#', scope: undefined },
-      { accept: () => true, background: true },
+      { requirement: { tokenRevision: connector.tokenRevision, minTtlSeconds: 0 }, background: true },
     );
 
     // Assess

@@ -1,11 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createHttpClient,
-  DestinationRefusedError,
-  type HttpClient,
-  type Resolver,
-} from '../../shared/adapters/http-client.ts';
-import { refuseUrl } from '../../shared/domain/network-policy.ts';
+import { createHttpClient, type Resolver } from '../../shared/adapters/http-client.ts';
+import { DestinationRefusedError, refuseUrl } from '../../shared/domain/network-policy.ts';
+import type { HttpClient } from '../../shared/ports/http.ts';
 import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 

@@ -9,10 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTRACT_ERROR_CODES } from '../../client/errors.ts';
 import { toVendRequest } from '../../functions/lambda/api.ts';
 import { buildOpenApiDocument } from '../../openapi/document.ts';
+import { systemClock } from '../../shared/adapters/system-clock.ts';
 import { VendorError } from '../../shared/core/errors.ts';
 import { CONNECTOR_ID, FAMILIES } from '../../shared/core/identifiers.ts';
 import { parseConnector } from '../../shared/domain/connector.ts';
+import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
+import { ConnectorDocuments } from '../../shared/use-cases/connector-documents.ts';
 import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
+import { CapturedLog } from '../support/harness.ts';
 import {
   type LocalFixture,
   type LocalMode,
@@ -152,7 +156,11 @@ describe('OpenAPI document (openapi/openapi.json)', () => {
   describe('Parameters', () => {
     // The service's own validation, in-process: a request it finds well-formed gets to the connector lookup,
     // which finds nothing (access_denied); a malformed one is refused first (invalid_request).
-    const deps = { source: { read: async () => undefined }, now: Date.now } as unknown as VendDeps;
+    const nowhere = { read: async () => undefined } as unknown as ConnectorSource;
+    const deps = {
+      documents: new ConnectorDocuments(nowhere, new CapturedLog()),
+      clock: systemClock,
+    } as unknown as VendDeps;
     const serviceAccepts = async (connectorId: string, query: Record<string, string>) => {
       const event = {
         httpMethod: 'GET',

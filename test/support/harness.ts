@@ -3,17 +3,20 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
-import { createVendDeps } from '../../functions/lambda/composition.ts';
+import { createRuntime, type Runtime } from '../../functions/lambda/composition.ts';
 import { loadConfig } from '../../functions/lambda/config.ts';
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
-import type { HttpClient } from '../../shared/adapters/http-client.ts';
 import type { ConnectorRef, Family } from '../../shared/core/identifiers.ts';
+import type { VendResponse } from '../../shared/core/vend-response.ts';
 import type { ConnectorSource, ReplaceCheck } from '../../shared/ports/connector-store.ts';
+import type { HttpClient } from '../../shared/ports/http.ts';
 import type { Log } from '../../shared/ports/log.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
-import { type VendDeps, type VendRequest, type VendResponse, vendToken } from '../../shared/use-cases/vend.ts';
+import { forceRefresh } from '../../shared/use-cases/force-refresh.ts';
+import { vendToken } from '../../shared/use-cases/vend.ts';
+import type { VendRequest } from '../../shared/use-cases/vend-request.ts';
 
 /** A caller allowed by the connectors the harness writes. */
 export const CALLER = { arn: 'arn:aws:sts::111122223333:assumed-role/workload/session-1', accountId: '111122223333' };
@@ -112,7 +115,7 @@ export interface VendorOverrides {
 }
 
 export interface Vendor {
-  readonly deps: VendDeps;
+  readonly deps: Runtime;
   readonly log: CapturedLog | Log;
   vend(family: Family | string, connectorId: string, extra?: Partial<VendRequest>): Promise<VendResponse>;
 }
@@ -149,7 +152,7 @@ export async function startHarness(): Promise<Harness> {
         TOKEN_VENDOR_CONNECTORS_DIR: connectorsDir,
         ...overrides.env,
       });
-      const deps = createVendDeps(config, log, {
+      const deps = createRuntime(config, log, {
         store: overrides.store ?? new DynamoDBTokenStore({ tableName, client }),
         ...(overrides.http === undefined ? {} : { http: overrides.http }),
         ...(overrides.now === undefined ? {} : { now: overrides.now }),
@@ -158,7 +161,10 @@ export async function startHarness(): Promise<Harness> {
       return {
         deps,
         log,
-        vend: (family, connectorId, extra = {}) => vendToken(deps, { family, connectorId, caller: CALLER, ...extra }),
+        vend: (family, connectorId, extra = {}) => {
+          const request = { family, connectorId, caller: CALLER, ...extra };
+          return request.force === true ? forceRefresh(deps, request) : vendToken(deps, request);
+        },
       };
     },
     async close() {

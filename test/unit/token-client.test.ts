@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/adapters/http-client.ts';
 import { VendorError } from '../../shared/core/errors.ts';
 import type { ConnectorDocument } from '../../shared/domain/connector.ts';
 import { authAttempts, requestToken, type TokenClientDeps } from '../../shared/domain/oauth/token-client.ts';
+import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/ports/http.ts';
 
 const confidential: ConnectorDocument = {
   grantType: 'client_credentials',
@@ -83,12 +83,14 @@ describe('Function: requestToken', () => {
     const sleeps: number[] = [];
     const value: TokenClientDeps = {
       http,
-      now: () => clock,
-      sleep: async (ms) => {
-        sleeps.push(ms);
-        clock += ms;
+      clock: {
+        now: () => clock,
+        sleep: async (ms) => {
+          sleeps.push(ms);
+          clock += ms;
+        },
+        random: () => 0.5,
       },
-      random: () => 0.5,
       attemptTimeoutMs: 1000,
       deadlineMs: 10_000,
       maxAttempts: 1,

@@ -1,8 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CachedToken } from '../../shared/core/token-policy.ts';
-import { refreshAtFor } from '../../shared/core/token-policy.ts';
-import { servesFor } from '../../shared/use-cases/vend.ts';
+import { refreshAtFor, servesFor } from '../../shared/core/token-policy.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const MIN_TTL_MS = 60_000;

@@ -1,6 +1,5 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HttpResponse } from '../../shared/adapters/http-client.ts';
 import { VendorError } from '../../shared/core/errors.ts';
 import {
   MAX_EXPIRES_IN,
@@ -8,6 +7,7 @@ import {
   processTokenResponse,
   retryAfterSeconds,
 } from '../../shared/domain/oauth/token-response.ts';
+import type { HttpResponse } from '../../shared/ports/http.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const DEFAULT_EXPIRES_IN = 3600;

@@ -1,8 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CachedToken } from '../../shared/core/token-policy.ts';
+import { servesFor } from '../../shared/core/token-policy.ts';
 import { type Connector, parseConnector } from '../../shared/domain/connector.ts';
-import { servesFor, TokenMemory, toVendResponse } from '../../shared/use-cases/vend.ts';
+import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
+import { toVendResponse } from '../../shared/use-cases/vend-request.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const HOUR = 3600_000;

@@ -1,15 +1,15 @@
-import { type HttpClient, refusedDestination } from '../../adapters/http-client.ts';
 import { misconfigured, VendorError } from '../../core/errors.ts';
+import type { Clock } from '../../ports/clock.ts';
+import type { HttpClient } from '../../ports/http.ts';
 import type { ConnectorDocument } from '../connector.ts';
+import { refusedDestination } from '../network-policy.ts';
 import type { ClientAuthMethod } from './client-auth.ts';
 import { buildTokenRequest } from './token-request.ts';
 import { processTokenResponse, type TokenSet } from './token-response.ts';
 
 export interface TokenClientDeps {
   readonly http: HttpClient;
-  readonly now: () => number;
-  readonly sleep: (ms: number) => Promise<void>;
-  readonly random: () => number;
+  readonly clock: Clock;
   /**
    * Per-attempt timeout in milliseconds, and the least time worth sending a request with: with less left before the
    * deadline, nothing is sent.
@@ -63,7 +63,7 @@ async function send(
     scope: grant.scope,
     refreshToken: grant.refreshToken,
   });
-  const left = deadline - deps.now();
+  const left = deadline - deps.clock.now();
   if (left < deps.attemptTimeoutMs) {
     // A request cut short by its timeout may still be processed by the server: for a refresh token that is an
     // exchange whose answer is lost. Better not to send it at all.
@@ -97,7 +97,7 @@ async function requestOnce(
   for (const [index, method] of attempts.entries()) {
     const response = await send(deps, document, grant, method, deadline);
     try {
-      const tokens = processTokenResponse(response, document.defaultExpiresIn ?? DEFAULT_EXPIRES_IN, deps.now());
+      const tokens = processTokenResponse(response, document.defaultExpiresIn ?? DEFAULT_EXPIRES_IN, deps.clock.now());
       return { tokens, authMethod: method };
     } catch (error) {
       lastError = error;
@@ -161,7 +161,7 @@ export async function requestToken(
   document: ConnectorDocument,
   grant: TokenGrant,
 ): Promise<TokenResult> {
-  const deadline = deps.now() + deps.deadlineMs;
+  const deadline = deps.clock.now() + deps.deadlineMs;
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await requestOnce(deps, document, grant, deadline);
@@ -173,10 +173,10 @@ export async function requestToken(
       const backoff =
         error.retryAfterSeconds !== undefined
           ? error.retryAfterSeconds * 1000
-          : 200 * 2 ** (attempt - 1) * (0.5 + deps.random());
+          : 200 * 2 ** (attempt - 1) * (0.5 + deps.clock.random());
       // A Retry-After beyond the deadline is answered now, with the server's own hint.
-      if (deps.now() + backoff >= deadline) throw error;
-      await deps.sleep(backoff);
+      if (deps.clock.now() + backoff >= deadline) throw error;
+      await deps.clock.sleep(backoff);
     }
   }
 }

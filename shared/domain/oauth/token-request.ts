@@ -1,4 +1,4 @@
-import type { HttpRequest } from '../../adapters/http-client.ts';
+import type { HttpRequest } from '../../ports/http.ts';
 import type { ConnectorDocument } from '../connector.ts';
 import { applyClientAuth, type ClientAuthMethod } from './client-auth.ts';
 

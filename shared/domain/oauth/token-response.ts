@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { HttpResponse } from '../../adapters/http-client.ts';
 import { VendorError } from '../../core/errors.ts';
+import type { HttpResponse } from '../../ports/http.ts';
 
 /** What the vendor keeps of a successful token answer (RFC 6749 §5.1). */
 export interface TokenSet {
