@@ -23,6 +23,7 @@ import {
   refKey,
   splitScope,
 } from '../shared/core/identifiers.ts';
+import { DEFAULT_CONNECTORS_DIR, DEFAULT_TABLE_NAME, SECRET_PREFIX, secretName } from '../shared/core/settings.ts';
 import { type Connector, parseConnector } from '../shared/domain/connector.ts';
 import { type ConnectorHealth, healthOf } from '../shared/domain/health.ts';
 import { refuseUrl } from '../shared/domain/network-policy.ts';
@@ -58,9 +59,7 @@ export class CommandError extends Error {
 export type Values = Record<string, string | boolean | undefined>;
 
 const FAMILY_LIST = Object.keys(FAMILIES).join(', ');
-const SECRET_PREFIX = /^[A-Za-z0-9/_+=.@-]+$/;
 const DEFAULT_ENDPOINT = 'http://127.0.0.1:3000';
-const DEFAULT_TABLE = 'token-vendor-tokens';
 
 const str = (values: Values, name: string): string | undefined => {
   const value = values[name];
@@ -252,8 +251,10 @@ export function resolveTarget(values: Values, io: CliIo): Target {
   const prefix = str(values, 'prefix');
   if (dir !== undefined && prefix !== undefined) throw new UsageError('--dir and --prefix exclude each other');
   const checkedPrefix = (value: string): Target => {
-    if (!SECRET_PREFIX.test(value)) throw new UsageError(`--prefix "${value}" is not a valid secret name prefix`);
-    return { kind: 'secrets', prefix: value.replace(/\/+$/, '') };
+    // `token-vendor/` is how people write a folder; the prefix is the same without the slash.
+    const prefix = value.replace(/\/+$/, '');
+    if (!SECRET_PREFIX.test(prefix)) throw new UsageError(`--prefix "${value}" is not a valid secret name prefix`);
+    return { kind: 'secrets', prefix };
   };
   if (dir !== undefined) return { kind: 'dir', dir: resolve(io.cwd, dir) };
   if (prefix !== undefined) return checkedPrefix(prefix);
@@ -261,7 +262,7 @@ export function resolveTarget(values: Values, io: CliIo): Target {
     return { kind: 'dir', dir: resolve(io.cwd, io.env.TOKEN_VENDOR_CONNECTORS_DIR) };
   }
   if (io.env.TOKEN_VENDOR_SECRET_PREFIX !== undefined) return checkedPrefix(io.env.TOKEN_VENDOR_SECRET_PREFIX);
-  const local = resolve(io.cwd, 'connectors');
+  const local = resolve(io.cwd, DEFAULT_CONNECTORS_DIR);
   if (existsSync(local)) return { kind: 'dir', dir: local };
   throw new UsageError(
     'say where the connectors are: --dir <folder> (local mode) or --prefix <secret prefix> (AWS, e.g. token-vendor)',
@@ -351,7 +352,7 @@ export async function connectorsPut(values: Values, positionals: readonly string
     outcome = existsSync(where) ? 'updated' : 'created';
     await writeAtomically(where, text);
   } else {
-    where = `${target.prefix}/${refKey(ref)}`;
+    where = secretName(target.prefix, ref);
     const client = secretsManagerClient(io.env, regionFrom(io.env, str(values, 'region')));
     try {
       outcome = await putSecret(client, where, text, values);
@@ -417,7 +418,7 @@ export async function status(values: Values, positionals: readonly string[], io:
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const target = resolveTarget(values, io);
   if (target.kind === 'dir' && !existsSync(target.dir)) throw new CommandError(`no such folder: ${target.dir}`);
-  const tableName = str(values, 'table') ?? io.env.TOKEN_VENDOR_TABLE ?? DEFAULT_TABLE;
+  const tableName = str(values, 'table') ?? io.env.TOKEN_VENDOR_TABLE ?? DEFAULT_TABLE_NAME;
   const opened = openTarget(target, values, io);
   const dynamodb = dynamoDBClient(io.env, regionFrom(io.env, str(values, 'region')));
   const store = new DynamoDBTokenStore({ tableName, client: dynamodb });

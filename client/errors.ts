@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../shared/core/errors.ts';
+import { parseRetryAfter } from '../shared/core/retry-after.ts';
 
 /**
  * Every `error` value of the contract (CONTRACT §3). `satisfies` makes the compiler refuse this list the moment
@@ -96,14 +97,6 @@ function codeForStatus(status: number): TokenVendorErrorCode {
   if (status === 503 || status === 504) return 'upstream_unavailable';
   if (status >= 500) return 'internal_error';
   return 'vendor_invalid_response';
-}
-
-/** `Retry-After` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
-export function parseRetryAfter(value: string | null, now: number): number | undefined {
-  if (value === null) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim());
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
 }
 
 /** Turns a non-200 answer into a {@link TokenVendorError}. */

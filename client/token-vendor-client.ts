@@ -2,7 +2,9 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { CONNECTOR_ID, type Family, isFamily, isScopeToken, splitScope } from '../shared/core/identifiers.ts';
+import { CONNECTOR_ID, type Family, isFamily, normalizeScope, refKey, tokenKeyOf } from '../shared/core/identifiers.ts';
+import { LruCache } from '../shared/core/lru.ts';
+import { requiredValidityMs } from '../shared/core/token-policy.ts';
 import type { VendResponse } from '../shared/core/vend-response.ts';
 import { errorFromResponse, TokenVendorError } from './errors.ts';
 
@@ -143,7 +145,7 @@ export class TokenVendorClient {
   readonly #fetch: typeof globalThis.fetch;
   readonly #timeoutMs: number;
   readonly #now: () => number;
-  readonly #cache = new Map<string, Entry>();
+  readonly #cache = new LruCache<string, Entry>(MAX_CACHE_ENTRIES);
   readonly #inflight = new Map<string, Promise<Entry>>();
   readonly #refreshing = new Map<string, Promise<Entry>>();
 
@@ -285,24 +287,19 @@ export class TokenVendorClient {
   #target(family: string, connectorId: string, options: TokenOptions): Target {
     if (!isFamily(family)) throw invalidRequest(`Unknown grant family "${family}".`);
     if (!CONNECTOR_ID.test(connectorId)) throw invalidRequest('Malformed connector ID.');
-    let scopeKey = '';
-    if (options.scope !== undefined) {
-      const scopes = splitScope(options.scope);
-      if (scopes.length === 0 || !scopes.every(isScopeToken)) {
-        throw invalidRequest('Malformed scope: expected space-separated scope tokens.');
-      }
-      scopeKey = [...new Set(scopes)].sort().join(' ');
-    }
+    const scopes = options.scope === undefined ? [] : normalizeScope(options.scope);
+    if (scopes === undefined) throw invalidRequest('Malformed scope: expected space-separated scope tokens.');
     const { minTtl } = options;
     if (minTtl !== undefined && !(Number.isInteger(minTtl) && minTtl >= 0 && minTtl <= MAX_MIN_TTL_SECONDS)) {
       throw invalidRequest('Malformed minTtl: expected a whole number of seconds.');
     }
-    return { family, connectorId, scope: options.scope, minTtl, key: `${family}/${connectorId}#${scopeKey}` };
+    const key = tokenKeyOf(refKey({ family, connectorId }), scopes.join(' '));
+    return { family, connectorId, scope: options.scope, minTtl, key };
   }
 
   #serves(entry: Entry, minTtlSeconds: number): boolean {
     const left = entry.expiresAt - this.#now();
-    return left > 0 && left >= Math.min(minTtlSeconds * 1000, entry.lifetimeMs / 2);
+    return left > 0 && left >= requiredValidityMs(entry.lifetimeMs, minTtlSeconds);
   }
 
   /** One request per key in `flights` at a time; its result goes to the cache. */
@@ -322,13 +319,10 @@ export class TokenVendorClient {
   }
 
   #remember(key: string, entry: Entry, force: boolean): void {
-    const current = this.#cache.get(key);
+    const current = this.#cache.peek(key);
     // A plain vend that started before a forced refresh may return the discarded token after it; keep the newer.
     if (!force && current !== undefined && current.expiresAt > entry.expiresAt) return;
-    this.#cache.delete(key);
     this.#cache.set(key, entry);
-    // Map iteration is insertion order: the first key is the least recently stored.
-    if (this.#cache.size > MAX_CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value as string);
   }
 
   async #vend(target: Target, force: boolean): Promise<Entry> {

@@ -12,6 +12,14 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { FAMILIES, type Family } from '../shared/core/identifiers.ts';
+import {
+  DEFAULT_FORCED_REFRESH_SECONDS,
+  DEFAULT_METRICS_NAMESPACE,
+  DEFAULT_SECRET_PREFIX,
+  ENV,
+  SECRET_PREFIX,
+  SERVICE_NAME,
+} from '../shared/core/settings.ts';
 import { TABLE_KEY, TTL_ATTRIBUTE } from '../shared/core/table.ts';
 import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
 import { TokenVendorFunction } from './token-vendor-function.ts';
@@ -113,27 +121,22 @@ export class TokenVendorPropsError extends Error {
 }
 
 const DEFAULTS = {
-  secretPrefix: 'token-vendor',
+  secretPrefix: DEFAULT_SECRET_PREFIX,
   trustedAccountIds: [] as readonly string[],
   rotationSchedule: Duration.minutes(5),
   logRetention: logs.RetentionDays.ONE_MONTH,
   removalPolicy: RemovalPolicy.RETAIN,
   tableDeletionProtection: true,
-  forcedRefreshSeconds: 5,
+  forcedRefreshSeconds: DEFAULT_FORCED_REFRESH_SECONDS,
   throttling: { rateLimit: 50, burstLimit: 100 },
   tracing: false,
   logLevel: 'INFO',
-  metricsNamespace: 'TokenVendor',
+  metricsNamespace: DEFAULT_METRICS_NAMESPACE,
 } as const;
-
-/** Powertools' `service` dimension, which Powertools adds to every metric. */
-export const SERVICE_NAME = 'token-vendor';
 /** The API's stage, the first segment of every path. */
 export const STAGE_NAME = 'v1';
 export const ACCOUNT_ID = /^\d{12}$/;
 export const ORGANIZATION_ID = /^o-[a-z0-9]{10,32}$/;
-/** The characters `loadConfig` accepts in the prefix, without a leading, trailing or doubled `/`. */
-const SECRET_PREFIX = /^[A-Za-z0-9_+=.@-]+(\/[A-Za-z0-9_+=.@-]+)*$/;
 const LOG_LEVELS: readonly string[] = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
 const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
 
@@ -261,9 +264,9 @@ export class TokenVendor extends Construct {
     );
 
     const environment = {
-      TOKEN_VENDOR_TABLE: this.table.tableName,
-      TOKEN_VENDOR_SECRET_PREFIX: config.secretPrefix,
-      TOKEN_VENDOR_FORCED_REFRESH_SECONDS: String(config.forcedRefreshSeconds),
+      [ENV.table]: this.table.tableName,
+      [ENV.secretPrefix]: config.secretPrefix,
+      [ENV.forcedRefreshSeconds]: String(config.forcedRefreshSeconds),
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: config.metricsNamespace,
     };

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
 import type { Family } from '../shared/core/identifiers.ts';
+import { DEFAULT_CONNECTORS_DIR, DEFAULT_TABLE_NAME } from '../shared/core/settings.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
 import { type DemoAuthServer, startDemoAuthServer } from './demo-auth-server.ts';
 import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';
@@ -28,7 +29,7 @@ const settingsSchema = z.object({
   TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: z.coerce.number().min(0).default(60),
   AWS_REGION: z.string().min(1).default('us-east-1'),
   AWS_ENDPOINT_URL_DYNAMODB: z.string().url().optional(),
-  TOKEN_VENDOR_TABLE: z.string().min(1).default('token-vendor-tokens'),
+  TOKEN_VENDOR_TABLE: z.string().min(1).default(DEFAULT_TABLE_NAME),
   TOKEN_VENDOR_DEMO: z.enum(['0', '1']).optional(),
 });
 
@@ -71,7 +72,7 @@ async function main(): Promise<void> {
   const settings = settingsSchema.parse(process.env);
   const closers: (() => Promise<void>)[] = [];
 
-  let connectorsDir = resolve(settings.TOKEN_VENDOR_CONNECTORS_DIR ?? 'connectors');
+  let connectorsDir = resolve(settings.TOKEN_VENDOR_CONNECTORS_DIR ?? DEFAULT_CONNECTORS_DIR);
   const demoMode =
     settings.TOKEN_VENDOR_DEMO === '1' ||
     (settings.TOKEN_VENDOR_DEMO === undefined &&

@@ -1,4 +1,10 @@
 import { z } from 'zod';
+import {
+  DEFAULT_FORCED_REFRESH_SECONDS,
+  DEFAULT_SECRET_PREFIX,
+  DEFAULT_TABLE_NAME,
+  SECRET_PREFIX,
+} from '../../shared/core/settings.ts';
 
 const seconds = (fallback: number) =>
   z
@@ -8,14 +14,11 @@ const seconds = (fallback: number) =>
     .transform(Number);
 
 const configSchema = z.object({
-  TOKEN_VENDOR_TABLE: z.string().min(1).default('token-vendor-tokens'),
+  TOKEN_VENDOR_TABLE: z.string().min(1).default(DEFAULT_TABLE_NAME),
   /** Set: connectors come from this folder and http loopback token URLs are allowed (local mode). */
   TOKEN_VENDOR_CONNECTORS_DIR: z.string().min(1).optional(),
-  TOKEN_VENDOR_SECRET_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9/_+=.@-]+$/)
-    .default('token-vendor'),
-  TOKEN_VENDOR_FORCED_REFRESH_SECONDS: seconds(5),
+  TOKEN_VENDOR_SECRET_PREFIX: z.string().regex(SECRET_PREFIX).default(DEFAULT_SECRET_PREFIX),
+  TOKEN_VENDOR_FORCED_REFRESH_SECONDS: seconds(DEFAULT_FORCED_REFRESH_SECONDS),
   /** AWS: allow token URLs in private ranges (a token server inside the VPC). Local mode always may. */
   TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS: z.enum(['true', 'false']).default('false'),
   TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: seconds(10),

@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { VendorError } from '../core/errors.ts';
 import { CONNECTOR_ID, type ConnectorRef, isFamily } from '../core/identifiers.ts';
+import { DEFAULT_SECRET_PREFIX, refFromSecretName, secretName } from '../core/settings.ts';
 import { refreshTokenOf, withRefreshToken } from '../domain/connector.ts';
 import type { ConnectorSource, ReplaceCheck, WriteResult } from '../ports/connector-store.ts';
 
@@ -42,12 +43,12 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
     this.#client = options.client;
     // Powertools' provider owns caching with a max age, so no request reads the secret once it is warm.
     this.#provider = new SecretsProvider({ awsSdkV3Client: options.client });
-    this.#prefix = options.prefix ?? 'token-vendor';
+    this.#prefix = options.prefix ?? DEFAULT_SECRET_PREFIX;
     this.#maxAge = options.maxAgeSeconds ?? 30;
   }
 
   #name(ref: ConnectorRef): string {
-    return `${this.#prefix}/${ref.family}/${ref.connectorId}`;
+    return secretName(this.#prefix, ref);
   }
 
   async read(ref: ConnectorRef, options: { readonly fresh?: boolean } = {}): Promise<string | undefined> {
@@ -103,10 +104,8 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
           throw storeUnavailable(error);
         });
       for (const secret of page.SecretList ?? []) {
-        const [family, connectorId, ...rest] = (secret.Name ?? '').slice(this.#prefix.length + 1).split('/');
-        if (rest.length === 0 && family !== undefined && isFamily(family) && CONNECTOR_ID.test(connectorId ?? '')) {
-          refs.push({ family, connectorId: connectorId as string });
-        }
+        const ref = refFromSecretName(this.#prefix, secret.Name ?? '');
+        if (ref !== undefined) refs.push(ref);
       }
       nextToken = page.NextToken;
     } while (nextToken !== undefined);

@@ -7,8 +7,11 @@ import { CONNECTOR_ID, isFamily } from './identifiers.ts';
  */
 export const DEFAULT_TABLE_NAME = 'token-vendor-tokens';
 export const DEFAULT_SECRET_PREFIX = 'token-vendor';
-/** Characters a Secrets Manager name may hold; a prefix is a name's beginning. */
-export const SECRET_PREFIX = /^[A-Za-z0-9/_+=.@-]+$/;
+/**
+ * A secret name prefix: characters a Secrets Manager name may hold, `/`-separated segments without a leading,
+ * trailing or doubled `/` (the vendor appends `/<family>/<connectorId>`).
+ */
+export const SECRET_PREFIX = /^[A-Za-z0-9_+=.@-]+(\/[A-Za-z0-9_+=.@-]+)*$/;
 /** Powertools' service name in logs and metrics. */
 export const SERVICE_NAME = 'token-vendor';
 export const DEFAULT_METRICS_NAMESPACE = 'TokenVendor';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { VendorError } from '../../core/errors.ts';
+import { parseRetryAfter } from '../../core/retry-after.ts';
 import type { HttpResponse } from '../../ports/http.ts';
 
 /** What the vendor keeps of a successful token answer (RFC 6749 §5.1). */
@@ -41,10 +42,7 @@ function parseJson(text: string): unknown {
 
 /** Seconds from `Retry-After` (delta-seconds or HTTP-date), when present and sane. */
 export function retryAfterSeconds(headers: Headers, now: number): number | undefined {
-  const value = headers.get('retry-after');
-  if (value === null) return undefined;
-  const seconds = /^\d+$/.test(value.trim()) ? Number(value.trim()) : (Date.parse(value) - now) / 1000;
-  return Number.isFinite(seconds) && seconds >= 0 ? Math.ceil(seconds) : undefined;
+  return parseRetryAfter(headers.get('retry-after'), now);
 }
 
 function expiresInSeconds(value: number | string | undefined, fallback: number): number {
