@@ -13,9 +13,17 @@ export interface EmbeddedDynamoDB {
   close(): Promise<void>;
 }
 
-/** dynalite in memory on a free loopback port: DynamoDB's single-item API, for local mode and tests. */
-export async function startEmbeddedDynamoDB(): Promise<EmbeddedDynamoDB> {
-  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+/**
+ * dynalite on a free loopback port: DynamoDB's single-item API, for local mode and tests. In memory, or on disk in
+ * `path` (a LevelDB folder) so that a restart loses nothing.
+ */
+export async function startEmbeddedDynamoDB(options: { readonly path?: string } = {}): Promise<EmbeddedDynamoDB> {
+  const server = dynalite({
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+    ...(options.path === undefined ? {} : { path: options.path }),
+  });
   const port = await listen(server, 0);
   return {
     endpoint: `http://127.0.0.1:${port}`,

@@ -3,11 +3,14 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
+import { rotateFunction, tokenFunction } from '../functions/lambda/entry.ts';
 import type { Family } from '../shared/core/identifiers.ts';
-import { DEFAULT_CONNECTORS_DIR, DEFAULT_TABLE_NAME } from '../shared/core/settings.ts';
+import { DEFAULT_CONNECTORS_DIR, DEFAULT_TABLE_NAME, SECRET_PREFIX } from '../shared/core/settings.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
 import { type DemoAuthServer, startDemoAuthServer } from './demo-auth-server.ts';
 import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';
+import { FunctionPool, startInvokeApi } from './lambda-runtime.ts';
+import { LOCAL_NETWORK } from './network.ts';
 import type { Principals } from './sigv4.ts';
 
 /** The built-in development principal (CONTRACT §4), used when no principals file is given. */
@@ -25,10 +28,14 @@ const principalsSchema = z.record(
 const settingsSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   TOKEN_VENDOR_CONNECTORS_DIR: z.string().min(1).optional(),
+  TOKEN_VENDOR_SECRET_PREFIX: z.string().regex(SECRET_PREFIX).optional(),
   TOKEN_VENDOR_LOCAL_PRINCIPALS: z.string().min(1).optional(),
   TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: z.coerce.number().min(0).default(60),
+  TOKEN_VENDOR_STATE_DIR: z.string().min(1).default(join('.token-vendor', 'state')),
+  TOKEN_VENDOR_LAMBDA: z.enum(['0', '1']).default('0'),
   AWS_REGION: z.string().min(1).default('us-east-1'),
   AWS_ENDPOINT_URL_DYNAMODB: z.string().url().optional(),
+  AWS_ENDPOINT_URL_SECRETS_MANAGER: z.string().url().optional(),
   TOKEN_VENDOR_TABLE: z.string().min(1).default(DEFAULT_TABLE_NAME),
   TOKEN_VENDOR_DEMO: z.enum(['0', '1']).optional(),
 });
@@ -68,14 +75,86 @@ async function writeDemoConnectors(dir: string, demo: DemoAuthServer): Promise<v
 
 const isLoopbackUrl = (url: string) => /^https?:\/\/(127(\.\d+){3}|localhost|\[::1\])(:\d+)?(\/|$)/.test(url);
 
+/** API Gateway gives up on an integration after 29 s; the functions' timeout in the construct is the same. */
+const API_TIMEOUT_MS = 29_000;
+/** The scheduled function's timeout in the construct. */
+const ROTATE_TIMEOUT_MS = 120_000;
+const FUNCTION_NAMES: Record<Family | 'rotate', string> = {
+  'client-credentials': 'token-vendor-client-credentials',
+  password: 'token-vendor-password',
+  'refresh-token': 'token-vendor-refresh-token',
+  rotate: 'token-vendor-rotate',
+};
+/** EventBridge Scheduler's event to the scheduled function (its default payload). */
+const SCHEDULED_EVENT = {};
+
+/**
+ * The functions, as local mode runs them: in this process by default (a long-lived server: refresh ahead runs
+ * detached), or with `TOKEN_VENDOR_LAMBDA=1` each in its own pool of Lambda-like containers that freeze between
+ * invocations, reached through a loopback Lambda Invoke API as in AWS.
+ */
+async function startFunctions(
+  lambda: boolean,
+  closers: (() => Promise<void>)[],
+): Promise<{ handlers: Record<Family, ProxyHandler>; rotate: () => Promise<unknown> }> {
+  if (!lambda) {
+    const handler = (family: Family) =>
+      tokenFunction(family, process.env, { network: LOCAL_NETWORK }) as unknown as ProxyHandler;
+    const rotate = rotateFunction(process.env, { network: LOCAL_NETWORK });
+    return {
+      handlers: {
+        'client-credentials': handler('client-credentials'),
+        password: handler('password'),
+        'refresh-token': handler('refresh-token'),
+      },
+      rotate: () => rotate(SCHEDULED_EVENT, {} as never),
+    };
+  }
+  const pools = new Map<string, FunctionPool>();
+  const invokeApi = await startInvokeApi(pools, (name, error) => {
+    process.stderr.write(`asynchronous invocation of ${name} failed: ${error instanceof Error ? error.message : ''}\n`);
+  });
+  closers.push(() => invokeApi.close());
+  // What the construct gives the vend functions: the refresher to hand due tokens to, through the Invoke API.
+  const env = {
+    ...process.env,
+    AWS_ENDPOINT_URL_LAMBDA: invokeApi.endpoint,
+    TOKEN_VENDOR_REFRESH_FUNCTION: FUNCTION_NAMES.rotate,
+  };
+  const pool = (entry: Family | 'rotate', timeoutMs: number) => {
+    const functionPool = new FunctionPool({ name: FUNCTION_NAMES[entry], entry, timeoutMs }, env);
+    pools.set(FUNCTION_NAMES[entry], functionPool);
+    functionPool.warm();
+    return functionPool;
+  };
+  const proxy =
+    (functionPool: FunctionPool): ProxyHandler =>
+    async (event) =>
+      (await functionPool.invoke(event)) as Awaited<ReturnType<ProxyHandler>>;
+  const handlers = {
+    'client-credentials': proxy(pool('client-credentials', API_TIMEOUT_MS)),
+    password: proxy(pool('password', API_TIMEOUT_MS)),
+    'refresh-token': proxy(pool('refresh-token', API_TIMEOUT_MS)),
+  };
+  const rotatePool = pool('rotate', ROTATE_TIMEOUT_MS);
+  closers.push(async () => {
+    for (const functionPool of pools.values()) functionPool.close();
+  });
+  return { handlers, rotate: () => rotatePool.invoke(SCHEDULED_EVENT) };
+}
+
 async function main(): Promise<void> {
   const settings = settingsSchema.parse(process.env);
   const closers: (() => Promise<void>)[] = [];
 
+  // Connectors from a folder (given, or ./connectors), else from Secrets Manager under a prefix, else the demo.
+  const fromSecrets =
+    settings.TOKEN_VENDOR_SECRET_PREFIX !== undefined && settings.TOKEN_VENDOR_CONNECTORS_DIR === undefined;
   let connectorsDir = resolve(settings.TOKEN_VENDOR_CONNECTORS_DIR ?? DEFAULT_CONNECTORS_DIR);
   const demoMode =
     settings.TOKEN_VENDOR_DEMO === '1' ||
     (settings.TOKEN_VENDOR_DEMO === undefined &&
+      !fromSecrets &&
       settings.TOKEN_VENDOR_CONNECTORS_DIR === undefined &&
       !existsSync(connectorsDir));
   let demo: DemoAuthServer | undefined;
@@ -93,35 +172,35 @@ async function main(): Promise<void> {
 
   let endpoint = settings.AWS_ENDPOINT_URL_DYNAMODB;
   if (endpoint === undefined) {
-    const embedded = await startEmbeddedDynamoDB();
+    const path = resolve(settings.TOKEN_VENDOR_STATE_DIR, 'dynamodb');
+    await mkdir(path, { recursive: true });
+    const embedded = await startEmbeddedDynamoDB({ path });
     closers.push(() => embedded.close());
     endpoint = embedded.endpoint;
   }
-  // A loopback DynamoDB accepts any signature; the SDK still needs some credentials to sign with.
-  if (isLoopbackUrl(endpoint) && process.env.AWS_ACCESS_KEY_ID === undefined) {
+  // A loopback AWS endpoint accepts any signature; the SDK still needs some credentials to sign with.
+  const loopbackEndpoints = [endpoint, settings.AWS_ENDPOINT_URL_SECRETS_MANAGER].filter(
+    (url): url is string => url !== undefined && isLoopbackUrl(url),
+  );
+  if (loopbackEndpoints.length > 0 && process.env.AWS_ACCESS_KEY_ID === undefined) {
     process.env.AWS_ACCESS_KEY_ID = 'local';
     process.env.AWS_SECRET_ACCESS_KEY = 'local';
   }
-  // The handler modules read these at import, exactly as a Lambda container reads its environment.
+  // The functions read these as a Lambda container reads its environment.
   Object.assign(process.env, {
     AWS_ENDPOINT_URL_DYNAMODB: endpoint,
     AWS_REGION: settings.AWS_REGION,
-    TOKEN_VENDOR_CONNECTORS_DIR: connectorsDir,
     TOKEN_VENDOR_TABLE: settings.TOKEN_VENDOR_TABLE,
     // CloudWatch metrics (EMF lines on stdout) mean nothing on one machine; set it to false to see them.
     POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
   });
+  if (fromSecrets && !demoMode) delete process.env.TOKEN_VENDOR_CONNECTORS_DIR;
+  else process.env.TOKEN_VENDOR_CONNECTORS_DIR = connectorsDir;
   const dynamodb = new DynamoDBClient({});
   await ensureTable(dynamodb, settings.TOKEN_VENDOR_TABLE);
   dynamodb.destroy();
 
-  const load = async (name: string) => ((await import(`../functions/${name}.ts`)) as { handler: ProxyHandler }).handler;
-  const handlers: Record<Family, ProxyHandler> = {
-    'client-credentials': await load('client-credentials'),
-    password: await load('password'),
-    'refresh-token': await load('refresh-token'),
-  };
-  const rotate = (await import('../functions/rotate.ts')).handler;
+  const { handlers, rotate } = await startFunctions(settings.TOKEN_VENDOR_LAMBDA === '1', closers);
 
   const principals = await loadPrincipals(settings.TOKEN_VENDOR_LOCAL_PRINCIPALS);
   const server = createApiGateway({ handlers, principals, region: settings.AWS_REGION });
@@ -140,8 +219,12 @@ async function main(): Promise<void> {
     timer = setInterval(() => {
       if (running) return;
       running = true;
-      rotate({}, {} as never)
-        .catch(() => undefined)
+      rotate()
+        .catch((error: unknown) => {
+          process.stderr.write(
+            `scheduled rotation failed: ${error instanceof Error ? `${error.name}: ${error.message}` : 'unknown'}\n`,
+          );
+        })
         .finally(() => {
           running = false;
         });
@@ -167,7 +250,10 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   }
-  process.stdout.write(`token vendor (local mode) listening on ${url}\n`);
+  const how = settings.TOKEN_VENDOR_LAMBDA === '1' ? ', with Lambda semantics' : '';
+  const where =
+    fromSecrets && !demoMode ? `Secrets Manager under ${settings.TOKEN_VENDOR_SECRET_PREFIX}/` : connectorsDir;
+  process.stdout.write(`token vendor (local mode${how}; connectors from ${where}) listening on ${url}\n`);
 }
 
 main().catch((error: unknown) => {

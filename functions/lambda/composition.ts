@@ -1,19 +1,27 @@
-import { createDynamoDBClient, createSecretsManagerClient } from '../../shared/adapters/aws-clients.ts';
+import {
+  createDynamoDBClient,
+  createLambdaClient,
+  createSecretsManagerClient,
+} from '../../shared/adapters/aws-clients.ts';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
 import { createHttpClient } from '../../shared/adapters/http-client.ts';
+import { LambdaRefreshRequests } from '../../shared/adapters/lambda-refresh-requests.ts';
 import { noMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
 import { systemClock } from '../../shared/adapters/system-clock.ts';
+import type { NetworkPolicy } from '../../shared/domain/network-policy.ts';
 import type { Clock } from '../../shared/ports/clock.ts';
 import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
 import type { HttpClient } from '../../shared/ports/http.ts';
 import type { Log } from '../../shared/ports/log.ts';
 import type { MetricsSink } from '../../shared/ports/metrics.ts';
+import type { RefreshRequests } from '../../shared/ports/refresh-requests.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
 import { ConnectorDocuments } from '../../shared/use-cases/connector-documents.ts';
 import type { ForceRefreshDeps } from '../../shared/use-cases/force-refresh.ts';
 import { TokenFetcher } from '../../shared/use-cases/refresh/token-fetcher.ts';
+import { ThrottledRefreshRequests } from '../../shared/use-cases/refresh-ahead.ts';
 import type { RotateDeps } from '../../shared/use-cases/rotate.ts';
 import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
 import type { VendDeps } from '../../shared/use-cases/vend.ts';
@@ -26,6 +34,13 @@ export interface RuntimeOverrides {
   /** Replaces the clock's `now` (tests move time by hand); sleeping and jitter stay real. */
   readonly now?: () => number;
   readonly metrics?: MetricsSink;
+  /**
+   * Where token URLs may point. Only local mode's composition passes one (loopback allowed); a function in AWS
+   * gets https to public addresses, private ones only with `TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS=true`, whatever
+   * else its environment holds.
+   */
+  readonly network?: NetworkPolicy;
+  readonly refreshRequests?: RefreshRequests;
 }
 
 /** Everything one container's use cases take: each reads only its own part. */
@@ -50,8 +65,12 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
     overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: createDynamoDBClient() });
   const { now } = overrides;
   const clock: Clock = now === undefined ? systemClock : { ...systemClock, now };
-  const localMode = config.connectorsDir !== undefined;
-  const network = { allowLoopback: localMode, allowPrivate: localMode || config.allowPrivateNetworks };
+  const network = overrides.network ?? { allowLoopback: false, allowPrivate: config.allowPrivateNetworks };
+  const refreshRequests =
+    overrides.refreshRequests ??
+    (config.refreshFunction === undefined
+      ? undefined
+      : new LambdaRefreshRequests({ client: createLambdaClient(), functionName: config.refreshFunction }));
   const fetcher = new TokenFetcher({
     source,
     store,
@@ -75,6 +94,7 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
     clock,
     log,
     memory: new TokenMemory(),
+    refreshRequests: refreshRequests === undefined ? undefined : new ThrottledRefreshRequests(refreshRequests),
     metrics: overrides.metrics ?? noMetrics,
     settings: {
       network,

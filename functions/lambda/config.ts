@@ -35,9 +35,11 @@ const configSchema = z.object({
   TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: seconds(60),
   /** The scheduled run starts no connector after this long (keep it well under the function timeout). */
   TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: seconds(60),
-  /** Lambda sets AWS_LAMBDA_FUNCTION_NAME; there refresh ahead runs inline (see vend.ts). */
+  /** Lambda sets AWS_LAMBDA_FUNCTION_NAME; there no work may run on after a response (see vend.ts). */
   AWS_LAMBDA_FUNCTION_NAME: z.string().optional(),
-  TOKEN_VENDOR_REFRESH_AHEAD: z.enum(['background', 'inline']).optional(),
+  /** The function that refreshes a due token when asked asynchronously (the construct names the rotate function). */
+  TOKEN_VENDOR_REFRESH_FUNCTION: z.string().min(1).optional(),
+  TOKEN_VENDOR_REFRESH_AHEAD: z.enum(['background', 'inline', 'async']).optional(),
   /** A refresh-token connector is exercised at least this often, even when nobody vends it. */
   TOKEN_VENDOR_IDLE_REFRESH_SECONDS: seconds(24 * 3600),
 });
@@ -57,7 +59,12 @@ export interface Config {
   readonly maxAttempts: number;
   readonly defaultMinTtlSeconds: number;
   readonly rotateBudgetMs: number;
-  readonly refreshAhead: 'background' | 'inline';
+  /**
+   * How a due token is refreshed ahead: `background` in a long-lived process; in Lambda `async` (handed to the
+   * refresher function) when one is named, else `inline` (the one caller holding the lease waits).
+   */
+  readonly refreshAhead: 'background' | 'inline' | 'async';
+  readonly refreshFunction: string | undefined;
   readonly idleRefreshMs: number;
 }
 
@@ -73,6 +80,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   }
   const c = result.data;
   // A live holder must never lose its lease: one fetch, retries included, ends before the lease does.
+  if (c.TOKEN_VENDOR_REFRESH_AHEAD === 'async' && c.TOKEN_VENDOR_REFRESH_FUNCTION === undefined) {
+    throw new Error('Invalid setting TOKEN_VENDOR_REFRESH_AHEAD: async needs TOKEN_VENDOR_REFRESH_FUNCTION');
+  }
   if (c.TOKEN_VENDOR_FETCH_DEADLINE_SECONDS >= c.TOKEN_VENDOR_LEASE_SECONDS) {
     throw new Error('Invalid setting TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: must be below TOKEN_VENDOR_LEASE_SECONDS');
   }
@@ -91,7 +101,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     maxAttempts: c.TOKEN_VENDOR_MAX_ATTEMPTS,
     defaultMinTtlSeconds: c.TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS,
     rotateBudgetMs: c.TOKEN_VENDOR_ROTATE_BUDGET_SECONDS * 1000,
-    refreshAhead: c.TOKEN_VENDOR_REFRESH_AHEAD ?? (c.AWS_LAMBDA_FUNCTION_NAME === undefined ? 'background' : 'inline'),
+    refreshAhead:
+      c.TOKEN_VENDOR_REFRESH_AHEAD ??
+      (c.AWS_LAMBDA_FUNCTION_NAME === undefined
+        ? 'background'
+        : c.TOKEN_VENDOR_REFRESH_FUNCTION === undefined
+          ? 'inline'
+          : 'async'),
+    refreshFunction: c.TOKEN_VENDOR_REFRESH_FUNCTION,
     idleRefreshMs: c.TOKEN_VENDOR_IDLE_REFRESH_SECONDS * 1000,
   };
 }

@@ -1,4 +1,5 @@
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import { LambdaClient, type LambdaClientConfig } from '@aws-sdk/client-lambda';
 import { SecretsManagerClient, type SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
@@ -19,6 +20,9 @@ export const SECRETS_MANAGER_TIMEOUTS: CallTimeouts = {
   requestTimeoutMs: 2000,
   maxAttempts: 2,
 };
+
+/** An asynchronous invocation is queued by Lambda and answered at once; a vend waits for it only this long. */
+export const LAMBDA_TIMEOUTS: CallTimeouts = { connectionTimeoutMs: 500, requestTimeoutMs: 1000, maxAttempts: 2 };
 
 function boundedHandler(timeouts: CallTimeouts): NodeHttpHandler {
   return new NodeHttpHandler({
@@ -47,4 +51,12 @@ export function createSecretsManagerClient(
     requestHandler: boundedHandler(timeouts),
     ...config,
   });
+}
+
+/** A Lambda client for asynchronous invocations, bounded like the others. */
+export function createLambdaClient(
+  config: LambdaClientConfig = {},
+  timeouts: CallTimeouts = LAMBDA_TIMEOUTS,
+): LambdaClient {
+  return new LambdaClient({ maxAttempts: timeouts.maxAttempts, requestHandler: boundedHandler(timeouts), ...config });
 }

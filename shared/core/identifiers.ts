@@ -33,6 +33,8 @@ export const refKey = (ref: ConnectorRef): string => `${ref.family}/${ref.connec
  */
 export const tokenKeyOf = (connectorKey: string, scopeKey = ''): string => `${connectorKey}#${scopeKey}`;
 export const connectorKeyOf = (tokenKey: string): string => tokenKey.slice(0, tokenKey.indexOf('#'));
+/** The scope set a token key names: '' for the connector's own scope. */
+export const scopeKeyOf = (tokenKey: string): string => tokenKey.slice(tokenKey.indexOf('#') + 1);
 
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;

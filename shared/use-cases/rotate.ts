@@ -180,8 +180,8 @@ async function refreshOne(
     result === 'fresh' ? before : healthOf(connector, await deps.store.getState(connectorKey).catch(() => state));
   if (after.state !== before.state) {
     deps.metrics.count('HealthStateChanges');
-    const log = after.state === 'ok' ? deps.log.info : deps.log.warn;
-    log('connector health changed', {
+    // Called on the logger, never detached: Powertools' methods need their `this`.
+    deps.log[after.state === 'ok' ? 'info' : 'warn']('connector health changed', {
       connector: connectorKey,
       from: before.state,
       to: after.state,

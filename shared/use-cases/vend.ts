@@ -1,6 +1,6 @@
 import { errorFields, VendorError } from '../core/errors.ts';
 import { refKey } from '../core/identifiers.ts';
-import { type CachedToken, dueAt, serves, type TokenRequirement } from '../core/token-policy.ts';
+import { type CachedToken, serves, type TokenRequirement } from '../core/token-policy.ts';
 import type { VendResponse } from '../core/vend-response.ts';
 import type { Connector } from '../domain/connector.ts';
 import { within } from '../domain/deadline.ts';
@@ -10,7 +10,8 @@ import type { Log } from '../ports/log.ts';
 import type { MetricsSink } from '../ports/metrics.ts';
 import type { TokenCache } from '../ports/token-table.ts';
 import type { ConnectorDocuments } from './connector-documents.ts';
-import type { FetchTarget, TokenFetcher } from './refresh/token-fetcher.ts';
+import type { TokenFetcher } from './refresh/token-fetcher.ts';
+import { type RefreshAheadMode, refreshAheadIfDue, type ThrottledRefreshRequests } from './refresh-ahead.ts';
 import type { TokenMemory } from './token-memory.ts';
 import { prepareRequest, STILL_VALID_WITHIN_MS, toVendResponse, type VendRequest } from './vend-request.ts';
 
@@ -20,8 +21,11 @@ export interface VendSettings {
   /** How long a token held in memory is served without looking at the table again. */
   readonly memoryStalenessMs: number;
   readonly defaultMinTtlSeconds: number;
-  /** `background` in a long-lived process; `inline` in Lambda (see refreshAheadIfDue). */
-  readonly refreshAhead: 'background' | 'inline';
+  /**
+   * How a due token is refreshed ahead (see refresh-ahead.ts): `background` in a long-lived process, `async` (handed
+   * to the refresher) or `inline` in Lambda.
+   */
+  readonly refreshAhead: RefreshAheadMode;
   /**
    * This process's place, in [0, 1), in the window after a token's refresh point: containers holding the same hot
    * token act on it at different moments, so the first one's refresh is seen by the rest before they try.
@@ -31,6 +35,8 @@ export interface VendSettings {
 
 export interface VendDeps {
   readonly documents: ConnectorDocuments;
+  /** Where `async` refresh ahead sends due tokens. */
+  readonly refreshRequests?: ThrottledRefreshRequests | undefined;
   readonly store: TokenCache;
   readonly fetcher: TokenFetcher;
   readonly memory: TokenMemory;
@@ -109,30 +115,4 @@ function serveStillValid(
     ...errorFields(error),
   });
   return toVendResponse(connector, token, deps.clock.now());
-}
-
-/**
- * Past its refresh point, a served token triggers one refresh ahead through the lease; the token itself is still
- * good to serve. In a long-lived process (local mode) the refresh runs detached and no caller waits. In Lambda a
- * detached promise freezes with the container between invocations, which could strand a rotated refresh token
- * mid-exchange, so there the one caller that wins the lease waits for it (everyone else is served at once).
- */
-async function refreshAheadIfDue(deps: VendDeps, target: FetchTarget, token: CachedToken): Promise<CachedToken> {
-  const { clock, settings } = deps;
-  if (clock.now() < dueAt(token, settings.defaultMinTtlSeconds * 1000, settings.refreshSpread)) return token;
-  const requirement = { tokenRevision: target.connector.tokenRevision, minTtlSeconds: 0, beforeRefreshPoint: true };
-  const refresh = deps.fetcher
-    .fetch(target, { requirement, background: true })
-    .then((fresh) => {
-      if (fresh !== undefined) deps.memory.set(target.tokenKey, fresh, clock.now());
-      return fresh ?? token;
-    })
-    .catch((error: unknown) => {
-      deps.log.warn('refresh ahead failed; the cached token is still served', {
-        connector: refKey(target.connector.ref),
-        ...errorFields(error),
-      });
-      return token;
-    });
-  return settings.refreshAhead === 'inline' ? refresh : token;
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import { createRuntime, type Runtime } from '../../functions/lambda/composition.ts';
+import { LOCAL_NETWORK } from '../../local/network.ts';
 import { loadConfig } from '../../functions/lambda/config.ts';
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
@@ -153,6 +154,7 @@ export async function startHarness(): Promise<Harness> {
         ...overrides.env,
       });
       const deps = createRuntime(config, log, {
+        network: LOCAL_NETWORK,
         store: overrides.store ?? new DynamoDBTokenStore({ tableName, client }),
         ...(overrides.http === undefined ? {} : { http: overrides.http }),
         ...(overrides.now === undefined ? {} : { now: overrides.now }),

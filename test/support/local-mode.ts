@@ -25,9 +25,17 @@ export interface LocalMode {
  * its listening line; every test stops what it starts.
  */
 export async function startLocalMode(env: Record<string, string>, cwd = ROOT): Promise<LocalMode> {
+  // Each process's embedded DynamoDB keeps its data in a folder of its own unless the test shares one.
+  const stateDir = env.TOKEN_VENDOR_STATE_DIR ?? (await mkdtemp(join(tmpdir(), 'token-vendor-state-')));
   const child = spawn(NODE, [resolve(ROOT, 'local', 'main.ts')], {
     cwd,
-    env: { ...process.env, PORT: '0', TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '0', ...env },
+    env: {
+      ...process.env,
+      PORT: '0',
+      TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '0',
+      TOKEN_VENDOR_STATE_DIR: stateDir,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -48,10 +56,12 @@ export async function startLocalMode(env: Record<string, string>, cwd = ROOT): P
     child,
     output: () => output,
     async stop(signal = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill(signal);
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit');
+        child.kill(signal);
+        await exited;
+      }
+      if (env.TOKEN_VENDOR_STATE_DIR === undefined) await rm(stateDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,58 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { createLogger } from '../../shared/adapters/powertools-logger.ts';
+import { createMetrics, powertoolsSink } from '../../shared/adapters/powertools-metrics.ts';
+import { CONNECTOR_ID, type Family, isFamily, normalizeScope } from '../../shared/core/identifiers.ts';
+import { refreshDemanded } from '../../shared/use-cases/refresh-demanded.ts';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
+import { createTokenHandler } from './api.ts';
+import { createRuntime, type RuntimeOverrides } from './composition.ts';
+import { loadConfig } from './config.ts';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * One grant family's function: its logger, metrics and runtime from the environment it was given. The handler
+ * modules call it with `process.env`; local mode calls it with its own composition (`overrides.network`).
+ */
+export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverrides = {}) {
+  const logger = createLogger();
+  const metrics = createMetrics(env.POWERTOOLS_METRICS_NAMESPACE);
+  const deps = createRuntime(loadConfig(env), logger, { metrics: powertoolsSink(metrics), ...overrides });
+  return createTokenHandler(family, deps, logger, metrics);
+}
+
+/** A demand from a vend's `async` refresh ahead (any other event is the schedule's). */
+const demandEvent = z.object({
+  refresh: z.object({
+    family: z.string().refine(isFamily),
+    connectorId: z.string().regex(CONNECTOR_ID),
+    scopeKey: z.string().refine((value) => value === '' || normalizeScope(value)?.join(' ') === value),
+  }),
+});
+
+/**
+ * The scheduled function, also the refresher: EventBridge Scheduler's events run the scheduled rotation; a
+ * `{ refresh }` event (an asynchronous invocation from a vend) refreshes that one token.
+ */
+export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
+  const logger = createLogger();
+  const metrics = createMetrics(env.POWERTOOLS_METRICS_NAMESPACE);
+  const config = loadConfig(env);
+  const deps = createRuntime(config, logger, { metrics: powertoolsSink(metrics), ...overrides });
+  return middy()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics))
+    .handler(async (event: unknown) => {
+      const demand = demandEvent.safeParse(event);
+      if (demand.success) {
+        const { family, connectorId, scopeKey } = demand.data.refresh;
+        logger.appendKeys({ connector: `${family}/${connectorId}` });
+        const token = await refreshDemanded(deps, { family: family as Family, connectorId, scopeKey });
+        return { refreshed: token !== undefined };
+      }
+      return rotateConnectors(deps, { budgetMs: config.rotateBudgetMs, idleRefreshMs: config.idleRefreshMs });
+    });
+}
