@@ -186,6 +186,17 @@ export class TokenVendorFunction extends Construct {
   }
 
   /**
+   * Lets the function hand work to `target` by invoking it (the vends hand due tokens to the refresher), on that
+   * function's unqualified ARN only, and tells the function its name.
+   */
+  public grantInvoke(target: TokenVendorFunction, variable: string): void {
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [target.function.functionArn] }),
+    );
+    this.function.addEnvironment(variable, target.function.functionName);
+  }
+
+  /**
    * Lets the function list secret names (the scheduled run discovers connectors so). A policy of its own, so
    * that its acknowledged wildcard covers this one action and nothing else.
    */

@@ -279,6 +279,20 @@ export class TokenVendor extends Construct {
       logLevel: config.logLevel,
     };
 
+    this.rotateFunction = new TokenVendorFunction(this, 'RotateFunction', {
+      ...common,
+      entry: `${repoRoot}functions/rotate.ts`,
+      description:
+        'Token vendor: refreshes refresh-token and prewarm connectors on a schedule, and due tokens on demand',
+      timeout: Duration.minutes(4),
+      // The next scheduled run is the retry; an immediate one would only overlap it.
+      retryAttempts: 0,
+    });
+    this.rotateFunction.grantTokenTable(this.table);
+    this.rotateFunction.grantListSecrets();
+    for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
+    this.rotateFunction.grantWriteSecrets(familyPrefix('refresh-token'), config.kmsKey);
+
     const functions = {} as Record<Family, TokenVendorFunction>;
     for (const family of FAMILY_NAMES) {
       const fn = new TokenVendorFunction(this, `${pascal(family)}Function`, {
@@ -292,22 +306,12 @@ export class TokenVendor extends Construct {
       fn.grantReadSecrets(familyPrefix(family), config.kmsKey);
       // Only a refresh-token connector changes: the server may rotate its refresh token.
       if (family === 'refresh-token') fn.grantWriteSecrets(familyPrefix(family), config.kmsKey);
+      // A token past its refresh point is refreshed by an asynchronous invocation of the rotate function, so no
+      // caller waits on the token server and nothing runs on in a container after its response.
+      fn.grantInvoke(this.rotateFunction, ENV.refreshFunction);
       functions[family] = fn;
     }
     this.functions = functions;
-
-    this.rotateFunction = new TokenVendorFunction(this, 'RotateFunction', {
-      ...common,
-      entry: `${repoRoot}functions/rotate.ts`,
-      description: 'Token vendor: refreshes refresh-token and prewarm connectors on a schedule',
-      timeout: Duration.minutes(4),
-      // The next scheduled run is the retry; an immediate one would only overlap it.
-      retryAttempts: 0,
-    });
-    this.rotateFunction.grantTokenTable(this.table);
-    this.rotateFunction.grantListSecrets();
-    for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
-    this.rotateFunction.grantWriteSecrets(familyPrefix('refresh-token'), config.kmsKey);
 
     this.rotationSchedule = this.#schedule(config.rotationSchedule);
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {

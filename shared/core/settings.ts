@@ -26,6 +26,7 @@ export const ENV = {
   connectorsDir: 'TOKEN_VENDOR_CONNECTORS_DIR',
   forcedRefreshSeconds: 'TOKEN_VENDOR_FORCED_REFRESH_SECONDS',
   allowPrivateNetworks: 'TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS',
+  refreshFunction: 'TOKEN_VENDOR_REFRESH_FUNCTION',
 } as const;
 
 /** A connector's secret (CONTRACT §2): `<prefix>/<family>/<connectorId>`. */

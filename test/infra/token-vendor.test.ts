@@ -109,7 +109,12 @@ describe('Construct: TokenVendor', () => {
       // Act
       const configs = functions.map((fn) => {
         const variables = fn.Properties.Environment.Variables as Record<string, unknown>;
-        return { variables, config: loadConfig({ ...variables, TOKEN_VENDOR_TABLE: 'from-the-stack' }) };
+        const refreshFunction =
+          variables.TOKEN_VENDOR_REFRESH_FUNCTION === undefined ? {} : { TOKEN_VENDOR_REFRESH_FUNCTION: 'rotate' };
+        return {
+          variables,
+          config: loadConfig({ ...variables, TOKEN_VENDOR_TABLE: 'from-the-stack', ...refreshFunction }),
+        };
       });
 
       // Assess
@@ -125,6 +130,16 @@ describe('Construct: TokenVendor', () => {
         expect(variables).not.toHaveProperty('TOKEN_VENDOR_CONNECTORS_DIR');
         expect(config).toMatchObject({ connectorsDir: undefined, secretPrefix: 'token-vendor' });
       }
+      // Every vend function hands due tokens to the rotate function; the rotate function itself to nobody.
+      const rotate = { Ref: logicalId(defaults.stack, defaults.vendor.rotateFunction.function) };
+      for (const family of FAMILY_NAMES) {
+        const fn =
+          defaults.template.findResources('AWS::Lambda::Function')[
+            logicalId(defaults.stack, defaults.vendor.functions[family].function)
+          ];
+        expect(fn?.Properties.Environment.Variables.TOKEN_VENDOR_REFRESH_FUNCTION).toEqual(rotate);
+      }
+      expect(configs.filter(({ variables }) => variables.TOKEN_VENDOR_REFRESH_FUNCTION !== undefined)).toHaveLength(3);
     });
 
     it('gives every function its own log group with the retention asked for', () => {
@@ -388,6 +403,7 @@ describe('Construct: TokenVendor', () => {
           ...baseGrants(defaults, fn.logGroup),
           'secretsmanager:GetSecretValue': [secretPattern(family)],
           ...(family === 'refresh-token' ? { 'secretsmanager:PutSecretValue': [secretPattern(family)] } : {}),
+          'lambda:InvokeFunction': [`<${logicalId(defaults.stack, defaults.vendor.rotateFunction.function)}.Arn>`],
         });
       });
     }
