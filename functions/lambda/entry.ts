@@ -51,6 +51,8 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
         const { family, connectorId, scopeKey } = demand.data.refresh;
         logger.appendKeys({ connector: `${family}/${connectorId}` });
         const token = await refreshDemanded(deps, { family: family as Family, connectorId, scopeKey });
+        // undefined: another holder had it already, or holds the lease now.
+        logger.info('demanded refresh finished', { refreshed: token !== undefined });
         return { refreshed: token !== undefined };
       }
       return rotateConnectors(deps, { budgetMs: config.rotateBudgetMs, idleRefreshMs: config.idleRefreshMs });

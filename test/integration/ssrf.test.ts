@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenFunction } from '../../functions/lambda/entry.ts';
 import { createHttpClient, type Resolver } from '../../shared/adapters/http-client.ts';
 import { DestinationRefusedError, refuseUrl } from '../../shared/domain/network-policy.ts';
 import type { HttpClient } from '../../shared/ports/http.ts';
-import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
+import { CALLER, CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
 const AWS = { allowLoopback: false, allowPrivate: false };
@@ -176,5 +177,56 @@ describe('Integration: token URLs the vendor may not call', () => {
 
     // Assess
     expect(failure).toMatchObject({ code: 'connector_misconfigured', status: 500 });
+  });
+});
+
+describe('Who decides which token URLs are allowed', () => {
+  let harness: Harness;
+
+  beforeAll(async () => {
+    harness = await startHarness();
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  it('refuses a loopback token URL in a function whose environment names a connectors folder', async () => {
+    // Prepare: a function built from its environment alone, as a Lambda is; the folder does not make it local mode.
+    await harness.writeConnector('client-credentials', 'loopback', {
+      grantType: 'client_credentials',
+      tokenUrl: 'http://127.0.0.1:9/token',
+      clientId: 'c',
+      clientSecret: 's',
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    const handler = tokenFunction('client-credentials', {
+      TOKEN_VENDOR_TABLE: harness.tableName,
+      TOKEN_VENDOR_CONNECTORS_DIR: harness.connectorsDir,
+      AWS_LAMBDA_FUNCTION_NAME: 'token-vendor-client-credentials',
+      POWERTOOLS_METRICS_DISABLED: 'true',
+    });
+    const event = {
+      httpMethod: 'GET',
+      resource: '/tokens/client-credentials/{connectorId}',
+      pathParameters: { connectorId: 'loopback' },
+      queryStringParameters: null,
+      multiValueQueryStringParameters: null,
+      requestContext: { identity: { userArn: CALLER.arn, accountId: CALLER.accountId } },
+    };
+
+    // Act
+    const response = await handler(
+      event as never,
+      {
+        awsRequestId: 'request-1',
+        functionName: 'token-vendor-client-credentials',
+        getRemainingTimeInMillis: () => 29_000,
+      } as never,
+    );
+
+    // Assess
+    expect(response.statusCode).toBe(500);
+    expect(JSON.parse(response.body)).toMatchObject({ error: 'connector_misconfigured' });
+    expect(JSON.parse(response.body).error_description).toContain('tokenUrl');
   });
 });
