@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { type TokenResponse, TokenVendorClient, TokenVendorError } from '../client/index.ts';
 import { DynamoDBTokenStore } from '../shared/adapters/dynamodb-token-table.ts';
+import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts';
 import { FileConnectorSource } from '../shared/adapters/file-connector-store.ts';
 import { SecretsManagerConnectorSource } from '../shared/adapters/secrets-manager-connector-store.ts';
 import { misconfigured, VendorError } from '../shared/core/errors.ts';
@@ -421,7 +422,8 @@ export async function status(values: Values, positionals: readonly string[], io:
   const tableName = str(values, 'table') ?? io.env.TOKEN_VENDOR_TABLE ?? DEFAULT_TABLE_NAME;
   const opened = openTarget(target, values, io);
   const dynamodb = dynamoDBClient(io.env, regionFrom(io.env, str(values, 'region')));
-  const store = new DynamoDBTokenStore({ tableName, client: dynamodb });
+  // Health only: the token values stay sealed, so the operator needs no use of the token key.
+  const store = new DynamoDBTokenStore({ tableName, client: dynamodb, sealer: EncryptionSdkSealer.ephemeral() });
   const rows: StatusRow[] = [];
   try {
     let refs: ConnectorRef[];
@@ -441,7 +443,7 @@ export async function status(values: Values, positionals: readonly string[], io:
         rows.push({ connector: refKey(ref), state: 'invalid', problem: inspection.problem });
         continue;
       }
-      const state = await store.getState(refKey(ref)).catch((error: unknown) => {
+      const state = await store.getState(refKey(ref), { secrets: false }).catch((error: unknown) => {
         throw storeFailure(`reading the token table ${tableName}`, error);
       });
       rows.push(healthOf(inspection.connector, state));

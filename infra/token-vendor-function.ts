@@ -6,6 +6,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { ENV, SEAL_CONTEXT_ITEM } from '../shared/core/settings.ts';
 import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
 
 /**
@@ -143,9 +144,16 @@ export class TokenVendorFunction extends Construct {
    * only. For a table encrypted with a customer-managed key, also the key use DynamoDB makes on the caller's
    * behalf, and only through DynamoDB.
    */
-  public grantTokenTable(table: dynamodb.ITable): void {
+  public grantTokenTable(table: dynamodb.ITable, leadingKeys?: readonly string[]): void {
     this.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: [...TOKEN_TABLE_ACTIONS], resources: [table.tableArn] }),
+      new iam.PolicyStatement({
+        actions: [...TOKEN_TABLE_ACTIONS],
+        resources: [table.tableArn],
+        // Only the items whose partition key matches: a family's function cannot read or plant another's.
+        ...(leadingKeys === undefined
+          ? {}
+          : { conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...leadingKeys] } } }),
+      }),
     );
     if (table.encryptionKey !== undefined) {
       this.#grantKeyVia(table.encryptionKey, 'dynamodb', [
@@ -155,6 +163,23 @@ export class TokenVendorFunction extends Construct {
         'kms:DescribeKey',
       ]);
     }
+  }
+
+  /**
+   * Lets the function seal and open token values with `key`, in the key's policy, only for the table items whose
+   * partition key matches `items` (the Encryption SDK passes the item as encryption context, which KMS checks).
+   */
+  public grantTokenKey(key: kms.Key, items: readonly string[]): void {
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [this.role],
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        // In a key policy, "*" is the key itself.
+        resources: ['*'],
+        conditions: { StringLike: { [`kms:EncryptionContext:${SEAL_CONTEXT_ITEM}`]: [...items] } },
+      }),
+    );
+    this.function.addEnvironment(ENV.tokenKeyId, key.keyArn);
   }
 
   /**

@@ -5,7 +5,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
@@ -20,7 +20,26 @@ import {
   SECRET_PREFIX,
   SERVICE_NAME,
 } from '../shared/core/settings.ts';
-import { TABLE_KEY, TTL_ATTRIBUTE } from '../shared/core/table.ts';
+import { familyItemPatterns, TABLE_KEY, TTL_ATTRIBUTE } from '../shared/core/table.ts';
+
+/** What the account may do with the token key: administer it, never use it (kms:Decrypt, kms:GenerateDataKey…). */
+const KEY_ADMIN_ACTIONS = [
+  'kms:Create*',
+  'kms:Describe*',
+  'kms:Enable*',
+  'kms:List*',
+  'kms:Put*',
+  'kms:Update*',
+  'kms:Revoke*',
+  'kms:Disable*',
+  'kms:Get*',
+  'kms:Delete*',
+  'kms:TagResource',
+  'kms:UntagResource',
+  'kms:ScheduleKeyDeletion',
+  'kms:CancelKeyDeletion',
+];
+
 import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
 import { TokenVendorFunction } from './token-vendor-function.ts';
 
@@ -223,6 +242,8 @@ export class TokenVendor extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   /** The token table (cached tokens, leases, rotation state). */
   public readonly table: dynamodb.Table;
+  /** The customer-managed key that seals every token value in the table. */
+  public readonly tokenKey: kms.Key;
   /** The vending function of each grant family. */
   public readonly functions: Readonly<Record<Family, TokenVendorFunction>>;
   /** The scheduled function. */
@@ -256,11 +277,30 @@ export class TokenVendor extends Construct {
       deletionProtection: config.tableDeletionProtection,
       removalPolicy: config.removalPolicy,
     });
+    this.tokenKey = new kms.Key(this, 'TokenKey', {
+      description: 'Token vendor: seals every access and refresh token stored in the token table',
+      enableKeyRotation: true,
+      removalPolicy: config.removalPolicy,
+      // Administration for the account; using the key is granted in this policy to the vendor's roles alone, per
+      // family through the encryption context, so no IAM policy elsewhere in the account can open a token.
+      policy: new iam.PolicyDocument({
+        statements: [
+          new iam.PolicyStatement({
+            principals: [new iam.AccountRootPrincipal()],
+            actions: KEY_ADMIN_ACTIONS,
+            resources: ['*'],
+          }),
+        ],
+      }),
+    });
     acknowledge(
       this.table,
       'AwsSolutions-DDB3',
-      'The table holds cached short-lived access tokens, leases and per-connector health; losing it costs one ' +
-        'token request per connector, while point-in-time backups would keep copies of bearer tokens for 35 days.',
+      "The table holds sealed access tokens and each refresh-token connector's live refresh token (sealed under the " +
+        'TokenKey), leases and health. A point-in-time restore would bring back refresh tokens the server has ' +
+        'already rotated away, and presenting one revokes the grant at servers with reuse detection; the recovery ' +
+        'path is the connector secret, which holds the chain at most 10 minutes behind, and access tokens are ' +
+        'fetched again.',
     );
 
     const environment = {
@@ -288,7 +328,10 @@ export class TokenVendor extends Construct {
       // The next scheduled run is the retry; an immediate one would only overlap it.
       retryAttempts: 0,
     });
-    this.rotateFunction.grantTokenTable(this.table);
+    // The schedule and the refresher work on every family's connectors.
+    const everyItem = FAMILY_NAMES.flatMap(familyItemPatterns);
+    this.rotateFunction.grantTokenTable(this.table, everyItem);
+    this.rotateFunction.grantTokenKey(this.tokenKey, everyItem);
     this.rotateFunction.grantListSecrets();
     for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
     this.rotateFunction.grantWriteSecrets(familyPrefix('refresh-token'), config.kmsKey);
@@ -302,7 +345,8 @@ export class TokenVendor extends Construct {
         // API Gateway gives up on an integration after 29 seconds; running longer serves nobody.
         timeout: Duration.seconds(29),
       });
-      fn.grantTokenTable(this.table);
+      fn.grantTokenTable(this.table, familyItemPatterns(family));
+      fn.grantTokenKey(this.tokenKey, familyItemPatterns(family));
       fn.grantReadSecrets(familyPrefix(family), config.kmsKey);
       // Only a refresh-token connector changes: the server may rotate its refresh token.
       if (family === 'refresh-token') fn.grantWriteSecrets(familyPrefix(family), config.kmsKey);

@@ -1,8 +1,10 @@
 import type { Context } from 'aws-lambda';
 import { rotateFunction, tokenFunction } from '../functions/lambda/entry.ts';
+import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts';
 import { isFamily } from '../shared/core/identifiers.ts';
 import type { InvokeMessage, InvokeReply } from './lambda-runtime.ts';
 import { LOCAL_NETWORK } from './network.ts';
+import { LOCAL_KEY_FILE, loadLocalTokenKey } from './token-key.ts';
 
 /**
  * One local Lambda execution environment (started by lambda-runtime.ts): builds the function from its environment at
@@ -12,10 +14,13 @@ import { LOCAL_NETWORK } from './network.ts';
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
 const entry = process.argv[2] ?? '';
+const keyFile = process.env[LOCAL_KEY_FILE];
+if (keyFile === undefined) throw new Error(`${LOCAL_KEY_FILE} is not set`);
+const overrides = { network: LOCAL_NETWORK, sealer: EncryptionSdkSealer.localKey(await loadLocalTokenKey(keyFile)) };
 const handler: Handler = isFamily(entry)
-  ? (tokenFunction(entry, process.env, { network: LOCAL_NETWORK }) as unknown as Handler)
+  ? (tokenFunction(entry, process.env, overrides) as unknown as Handler)
   : entry === 'rotate'
-    ? (rotateFunction(process.env, { network: LOCAL_NETWORK }) as unknown as Handler)
+    ? (rotateFunction(process.env, overrides) as unknown as Handler)
     : (() => {
         throw new Error(`unknown function entry ${entry}`);
       })();

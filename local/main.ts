@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
 import { rotateFunction, tokenFunction } from '../functions/lambda/entry.ts';
+import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts';
 import type { Family } from '../shared/core/identifiers.ts';
 import { DEFAULT_CONNECTORS_DIR, DEFAULT_TABLE_NAME, SECRET_PREFIX } from '../shared/core/settings.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
@@ -12,6 +13,7 @@ import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';
 import { FunctionPool, startInvokeApi } from './lambda-runtime.ts';
 import { LOCAL_NETWORK } from './network.ts';
 import type { Principals } from './sigv4.ts';
+import { LOCAL_KEY_FILE, loadLocalTokenKey } from './token-key.ts';
 
 /** The built-in development principal (CONTRACT §4), used when no principals file is given. */
 export const DEV_PRINCIPAL = {
@@ -95,12 +97,16 @@ const SCHEDULED_EVENT = {};
  */
 async function startFunctions(
   lambda: boolean,
+  keyFile: string,
   closers: (() => Promise<void>)[],
 ): Promise<{ handlers: Record<Family, ProxyHandler>; rotate: () => Promise<unknown> }> {
   if (!lambda) {
-    const handler = (family: Family) =>
-      tokenFunction(family, process.env, { network: LOCAL_NETWORK }) as unknown as ProxyHandler;
-    const rotate = rotateFunction(process.env, { network: LOCAL_NETWORK });
+    const overrides = {
+      network: LOCAL_NETWORK,
+      sealer: EncryptionSdkSealer.localKey(await loadLocalTokenKey(keyFile)),
+    };
+    const handler = (family: Family) => tokenFunction(family, process.env, overrides) as unknown as ProxyHandler;
+    const rotate = rotateFunction(process.env, overrides);
     return {
       handlers: {
         'client-credentials': handler('client-credentials'),
@@ -120,7 +126,9 @@ async function startFunctions(
     ...process.env,
     AWS_ENDPOINT_URL_LAMBDA: invokeApi.endpoint,
     TOKEN_VENDOR_REFRESH_FUNCTION: FUNCTION_NAMES.rotate,
+    [LOCAL_KEY_FILE]: keyFile,
   };
+  await loadLocalTokenKey(keyFile);
   const pool = (entry: Family | 'rotate', timeoutMs: number) => {
     const functionPool = new FunctionPool({ name: FUNCTION_NAMES[entry], entry, timeoutMs }, env);
     pools.set(FUNCTION_NAMES[entry], functionPool);
@@ -200,7 +208,8 @@ async function main(): Promise<void> {
   await ensureTable(dynamodb, settings.TOKEN_VENDOR_TABLE);
   dynamodb.destroy();
 
-  const { handlers, rotate } = await startFunctions(settings.TOKEN_VENDOR_LAMBDA === '1', closers);
+  const keyFile = resolve(settings.TOKEN_VENDOR_STATE_DIR, 'token-key');
+  const { handlers, rotate } = await startFunctions(settings.TOKEN_VENDOR_LAMBDA === '1', keyFile, closers);
 
   const principals = await loadPrincipals(settings.TOKEN_VENDOR_LOCAL_PRINCIPALS);
   const server = createApiGateway({ handlers, principals, region: settings.AWS_REGION });

@@ -191,7 +191,7 @@ export async function hotConnector(options: BenchOptions) {
         return harness.vendor({
           env: ENV,
           log,
-          store: new DynamoDBTokenStore({ tableName: harness.tableName, client }),
+          store: new DynamoDBTokenStore({ tableName: harness.tableName, client, sealer: harness.sealer }),
         });
       });
       // The cold fetch is not the hot path: each container sees the token once (one fetch, then table hits) first.

@@ -4,6 +4,7 @@ import {
   createSecretsManagerClient,
 } from '../../shared/adapters/aws-clients.ts';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import { EncryptionSdkSealer } from '../../shared/adapters/encryption-sdk-sealer.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
 import { createHttpClient } from '../../shared/adapters/http-client.ts';
 import { LambdaRefreshRequests } from '../../shared/adapters/lambda-refresh-requests.ts';
@@ -17,6 +18,7 @@ import type { HttpClient } from '../../shared/ports/http.ts';
 import type { Log } from '../../shared/ports/log.ts';
 import type { MetricsSink } from '../../shared/ports/metrics.ts';
 import type { RefreshRequests } from '../../shared/ports/refresh-requests.ts';
+import type { TokenSealer } from '../../shared/ports/token-sealer.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
 import { ConnectorDocuments } from '../../shared/use-cases/connector-documents.ts';
 import type { ForceRefreshDeps } from '../../shared/use-cases/force-refresh.ts';
@@ -41,6 +43,16 @@ export interface RuntimeOverrides {
    */
   readonly network?: NetworkPolicy;
   readonly refreshRequests?: RefreshRequests;
+  /** Seals token values in the table; local mode passes one under its own key, AWS uses the KMS key. */
+  readonly sealer?: TokenSealer;
+}
+
+function sealerFor(config: Config, overrides: RuntimeOverrides): TokenSealer {
+  if (overrides.sealer !== undefined) return overrides.sealer;
+  if (config.tokenKeyId === undefined) {
+    throw new Error('Invalid setting TOKEN_VENDOR_TOKEN_KEY_ID: required, the table holds no token in clear');
+  }
+  return EncryptionSdkSealer.kms(config.tokenKeyId);
 }
 
 /** Everything one container's use cases take: each reads only its own part. */
@@ -62,7 +74,12 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
         }));
   // The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB when set (local mode, tests).
   const store =
-    overrides.store ?? new DynamoDBTokenStore({ tableName: config.tableName, client: createDynamoDBClient() });
+    overrides.store ??
+    new DynamoDBTokenStore({
+      tableName: config.tableName,
+      client: createDynamoDBClient(),
+      sealer: sealerFor(config, overrides),
+    });
   const { now } = overrides;
   const clock: Clock = now === undefined ? systemClock : { ...systemClock, now };
   const network = overrides.network ?? { allowLoopback: false, allowPrivate: config.allowPrivateNetworks };

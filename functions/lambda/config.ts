@@ -39,6 +39,8 @@ const configSchema = z.object({
   AWS_LAMBDA_FUNCTION_NAME: z.string().optional(),
   /** The function that refreshes a due token when asked asynchronously (the construct names the rotate function). */
   TOKEN_VENDOR_REFRESH_FUNCTION: z.string().min(1).optional(),
+  /** The KMS key that seals token values in the table (the construct creates it). */
+  TOKEN_VENDOR_TOKEN_KEY_ID: z.string().min(1).optional(),
   TOKEN_VENDOR_REFRESH_AHEAD: z.enum(['background', 'inline', 'async']).optional(),
   /** A refresh-token connector is exercised at least this often, even when nobody vends it. */
   TOKEN_VENDOR_IDLE_REFRESH_SECONDS: seconds(24 * 3600),
@@ -65,6 +67,7 @@ export interface Config {
    */
   readonly refreshAhead: 'background' | 'inline' | 'async';
   readonly refreshFunction: string | undefined;
+  readonly tokenKeyId: string | undefined;
   readonly idleRefreshMs: number;
 }
 
@@ -109,6 +112,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
           ? 'inline'
           : 'async'),
     refreshFunction: c.TOKEN_VENDOR_REFRESH_FUNCTION,
+    tokenKeyId: c.TOKEN_VENDOR_TOKEN_KEY_ID,
     idleRefreshMs: c.TOKEN_VENDOR_IDLE_REFRESH_SECONDS * 1000,
   };
 }

@@ -24,7 +24,8 @@ export const SECRETS_MANAGER_TIMEOUTS: CallTimeouts = {
 /** An asynchronous invocation is queued by Lambda and answered at once; a vend waits for it only this long. */
 export const LAMBDA_TIMEOUTS: CallTimeouts = { connectionTimeoutMs: 500, requestTimeoutMs: 1000, maxAttempts: 2 };
 
-function boundedHandler(timeouts: CallTimeouts): NodeHttpHandler {
+/** A request handler whose every call ends within `timeouts` (the SDK's defaults wait for ever). */
+export function boundedHandler(timeouts: CallTimeouts): NodeHttpHandler {
   return new NodeHttpHandler({
     connectionTimeout: timeouts.connectionTimeoutMs,
     requestTimeout: timeouts.requestTimeoutMs,

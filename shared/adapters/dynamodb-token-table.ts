@@ -4,6 +4,7 @@ import { VendorError } from '../core/errors.ts';
 import { connectorKeyOf } from '../core/identifiers.ts';
 import { stateItemKey, TABLE_KEY, TTL_ATTRIBUTE, tokenItemKey } from '../core/table.ts';
 import type { CachedToken } from '../core/token-policy.ts';
+import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
 import type {
   ConnectorState,
   ExchangeOutcome,
@@ -13,9 +14,12 @@ import type {
   TokenFailure,
   TokenStore,
 } from '../ports/token-table.ts';
+import { SealError } from './encryption-sdk-sealer.ts';
 
 export type DynamoDBTokenStoreOptions = {
   readonly tableName: string;
+  /** Seals every token value before it is written and opens it when read: the table never holds one in clear. */
+  readonly sealer: TokenSealer;
 } & (
   | { readonly client: DynamoDBClient; readonly clientConfig?: never }
   | { readonly client?: never; readonly clientConfig?: ConstructorParameters<typeof DynamoDBClient>[0] }
@@ -25,6 +29,11 @@ const tokenKey = (key: string) => ({ [TABLE_KEY]: tokenItemKey(key) });
 const stateKey = (connectorKey: string) => ({ [TABLE_KEY]: stateItemKey(connectorKey) });
 /** DynamoDB TTL is in epoch seconds; a minute of slack keeps an item around while its token can still be served. */
 const ttlSeconds = (epochMs: number) => Math.ceil(epochMs / 1000) + 60;
+/**
+ * A connector's state item expires this long after its last lease or exchange: a live connector renews it at every
+ * refresh (refresh tokens at least daily), one that was deleted leaves nothing behind for long.
+ */
+const STATE_LIFETIME_MS = 30 * 24 * 3600_000;
 
 const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 const num = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
@@ -40,11 +49,13 @@ const FAILURE_ATTRIBUTES = [
   'failureUnconfirmed',
 ];
 
-/** A token as stored (a token item, or the head token on a state item), or undefined when not one. */
-function toCachedToken(value: unknown): CachedToken | undefined {
+/**
+ * A token as stored (a token item, or the head token on a state item) with its access token opened, or undefined
+ * when not one.
+ */
+function toCachedToken(value: unknown, accessToken: string | undefined): CachedToken | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const item = value as Record<string, unknown>;
-  const accessToken = str(item.accessToken);
   const expiresAt = num(item.expiresAt);
   if (accessToken === undefined || expiresAt === undefined) return undefined;
   const issuedAt = num(item.issuedAt) ?? expiresAt;
@@ -72,9 +83,11 @@ function leaseOf(item: Record<string, unknown>): LeaseView | undefined {
 export class DynamoDBTokenStore implements TokenStore {
   readonly #tableName: string;
   readonly #client: DynamoDBDocumentClient;
+  readonly #sealer: TokenSealer;
 
   constructor(options: DynamoDBTokenStoreOptions) {
     this.#tableName = options.tableName;
+    this.#sealer = options.sealer;
     const client = options.client ?? new DynamoDBClient(options.clientConfig ?? {});
     this.#client = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
   }
@@ -83,16 +96,30 @@ export class DynamoDBTokenStore implements TokenStore {
     const { Item } = await this.#send(() =>
       this.#client.send(new GetCommand({ TableName: this.#tableName, Key: tokenKey(key), ConsistentRead: true })),
     );
-    const token = toCachedToken(Item);
-    return token === undefined || token.expiresAt <= now ? undefined : token;
+    if (Item === undefined || num(Item.expiresAt) === undefined || (num(Item.expiresAt) ?? 0) <= now) return undefined;
+    // A value that does not open for this item was not written by the vendor for it: no token.
+    const accessToken = await this.#open(Item.accessToken, { item: tokenItemKey(key), field: 'accessToken' }).catch(
+      (error: unknown) => {
+        if (error instanceof SealError) return undefined;
+        throw error;
+      },
+    );
+    return toCachedToken(Item, accessToken);
   }
 
   async putToken(key: string, token: CachedToken, fence: number): Promise<boolean> {
+    const sealed = await this.#sealer.seal(token.accessToken, { item: tokenItemKey(key), field: 'accessToken' });
     return this.#conditional(() =>
       this.#client.send(
         new PutCommand({
           TableName: this.#tableName,
-          Item: { ...tokenKey(key), ...token, fence, [TTL_ATTRIBUTE]: ttlSeconds(token.expiresAt) },
+          Item: {
+            ...tokenKey(key),
+            ...token,
+            accessToken: sealed,
+            fence,
+            [TTL_ATTRIBUTE]: ttlSeconds(token.expiresAt),
+          },
           ConditionExpression: 'attribute_not_exists(fence) OR fence <= :fence',
           ExpressionAttributeValues: { ':fence': fence },
         }),
@@ -115,7 +142,8 @@ export class DynamoDBTokenStore implements TokenStore {
     );
   }
 
-  async getState(connectorKey: string): Promise<ConnectorState> {
+  /** The connector's state; with `secrets: false` its refresh token and access token stay sealed (not read). */
+  async getState(connectorKey: string, options: { readonly secrets?: boolean } = {}): Promise<ConnectorState> {
     const { Item } = await this.#send(() =>
       this.#client.send(
         new GetCommand({ TableName: this.#tableName, Key: stateKey(connectorKey), ConsistentRead: true }),
@@ -123,11 +151,22 @@ export class DynamoDBTokenStore implements TokenStore {
     );
     if (Item === undefined) return {};
     const authMethod = str(Item.authMethod);
-    const chainToken = str(Item.chainToken);
-    const headKey = str(Item.headKey);
+    const secrets = options.secrets !== false;
+    const item = stateItemKey(connectorKey);
+    const chainToken = secrets ? await this.#open(Item.chainToken, { item, field: 'chainToken' }) : undefined;
+    const headKey = secrets ? str(Item.headKey) : undefined;
     const reauthRevision = str(Item.reauthRevision);
     const failureAt = num(Item.failureAt);
-    const headToken = headKey === undefined ? undefined : toCachedToken(Item.headToken);
+    const headToken =
+      headKey === undefined
+        ? undefined
+        : toCachedToken(
+            Item.headToken,
+            await this.#open((Item.headToken as Record<string, unknown> | undefined)?.accessToken, {
+              item,
+              field: 'headToken',
+            }),
+          );
     return {
       authMethod: authMethod === 'basic' || authMethod === 'body' || authMethod === 'none' ? authMethod : undefined,
       authRevision: str(Item.authRevision),
@@ -170,9 +209,17 @@ export class DynamoDBTokenStore implements TokenStore {
           TableName: this.#tableName,
           Key: stateKey(connectorKey),
           // An expired lease is free whether or not anything deleted it: the check is on leaseUntil, not on TTL.
-          UpdateExpression: 'SET leaseOwner = :owner, leaseUntil = :until ADD fence :one',
+          UpdateExpression: 'SET leaseOwner = :owner, leaseUntil = :until, #ttl = :ttl ADD fence :one',
+          // `ttl` is one of DynamoDB's reserved words.
+          ExpressionAttributeNames: { '#ttl': TTL_ATTRIBUTE },
           ConditionExpression: 'attribute_not_exists(leaseUntil) OR leaseUntil <= :now',
-          ExpressionAttributeValues: { ':owner': owner, ':until': until, ':now': now, ':one': 1 },
+          ExpressionAttributeValues: {
+            ':owner': owner,
+            ':until': until,
+            ':now': now,
+            ':one': 1,
+            ':ttl': ttlSeconds(now + STATE_LIFETIME_MS),
+          },
           ReturnValues: 'UPDATED_NEW',
           // DynamoDB hands back the holder with the refusal, so a loser learns when to look again without a read.
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -216,7 +263,10 @@ export class DynamoDBTokenStore implements TokenStore {
     const { chain, head } = outcome;
     if (chain !== undefined) {
       sets.push('chainToken = :chainToken', 'chainHeld = :chainHeld');
-      values[':chainToken'] = chain.refreshToken;
+      values[':chainToken'] = await this.#sealer.seal(chain.refreshToken, {
+        item: stateItemKey(connectorKey),
+        field: 'chainToken',
+      });
       values[':chainHeld'] = [...chain.held];
       if (chain.checkpointed !== undefined) {
         sets.push('chainCheckpointed = :checkpointed');
@@ -226,7 +276,13 @@ export class DynamoDBTokenStore implements TokenStore {
     if (head !== undefined) {
       sets.push('headKey = :headKey', 'headToken = :headToken');
       values[':headKey'] = head.tokenKey;
-      values[':headToken'] = head.token;
+      values[':headToken'] = {
+        ...head.token,
+        accessToken: await this.#sealer.seal(head.token.accessToken, {
+          item: stateItemKey(connectorKey),
+          field: 'headToken',
+        }),
+      };
     }
     return this.#conditional(() =>
       this.#client.send(
@@ -311,6 +367,18 @@ export class DynamoDBTokenStore implements TokenStore {
       ),
     );
     return Math.max(1, (num(Item?.forcedAt) ?? now) + spacingMs - now);
+  }
+
+  /** Opens a sealed attribute; a value that does not open is a stored value the vendor cannot trust. */
+  async #open(value: unknown, context: SealContext): Promise<string | undefined> {
+    if (typeof value !== 'string') return undefined;
+    try {
+      return await this.#sealer.open(value, context);
+    } catch (error) {
+      if (error instanceof SealError) throw error;
+      if (error instanceof VendorError) throw error;
+      throw new VendorError('internal_error', 'A stored value could not be opened.', { cause: error });
+    }
   }
 
   async #update(connectorKey: string, expression: string, values: Record<string, unknown>): Promise<void> {

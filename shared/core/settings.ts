@@ -27,7 +27,11 @@ export const ENV = {
   forcedRefreshSeconds: 'TOKEN_VENDOR_FORCED_REFRESH_SECONDS',
   allowPrivateNetworks: 'TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS',
   refreshFunction: 'TOKEN_VENDOR_REFRESH_FUNCTION',
+  tokenKeyId: 'TOKEN_VENDOR_TOKEN_KEY_ID',
 } as const;
+
+/** The encryption-context key that binds a sealed token value to its table item (KMS conditions name it). */
+export const SEAL_CONTEXT_ITEM = 'token-vendor:item';
 
 /** A connector's secret (CONTRACT §2): `<prefix>/<family>/<connectorId>`. */
 export const secretName = (prefix: string, ref: ConnectorRef): string => `${prefix}/${ref.family}/${ref.connectorId}`;

@@ -10,3 +10,9 @@ export const TTL_ATTRIBUTE = 'ttl';
 export const tokenItemKey = (tokenKey: string): string => `t#${tokenKey}`;
 /** One item per connector: lease, refresh-token chain, remembered auth method, failures. */
 export const stateItemKey = (connectorKey: string): string => `c#${connectorKey}`;
+
+/** Patterns (IAM `StringLike`) of every item of one family: its cached tokens and its connectors' state. */
+export const familyItemPatterns = (family: string): string[] => [
+  tokenItemKey(`${family}/*`),
+  stateItemKey(`${family}/*`),
+];

@@ -101,7 +101,8 @@ export interface TokenCache {
  * authentication and the last failure, each changed by one single-item conditional write.
  */
 export interface ConnectorStateTable {
-  getState(connectorKey: string): Promise<ConnectorState>;
+  /** The connector's state; `secrets: false` leaves out the (sealed) refresh token and access token. */
+  getState(connectorKey: string, options?: { readonly secrets?: boolean }): Promise<ConnectorState>;
   /** Takes the lease when it is free or expired; otherwise says who holds it. */
   acquireLease(connectorKey: string, owner: string, now: number, durationMs: number): Promise<LeaseAttempt>;
   releaseLease(connectorKey: string, lease: Lease): Promise<void>;

@@ -109,12 +109,14 @@ describe('Construct: TokenVendor', () => {
       // Act
       const configs = functions.map((fn) => {
         const variables = fn.Properties.Environment.Variables as Record<string, unknown>;
-        const refreshFunction =
-          variables.TOKEN_VENDOR_REFRESH_FUNCTION === undefined ? {} : { TOKEN_VENDOR_REFRESH_FUNCTION: 'rotate' };
-        return {
-          variables,
-          config: loadConfig({ ...variables, TOKEN_VENDOR_TABLE: 'from-the-stack', ...refreshFunction }),
-        };
+        // References (the table's name, the key's ARN, the refresher's name) are strings once deployed.
+        const resolved = Object.fromEntries(
+          Object.entries(variables).map(([name, value]) => [
+            name,
+            typeof value === 'string' ? value : 'from-the-stack',
+          ]),
+        );
+        return { variables, config: loadConfig(resolved) };
       });
 
       // Assess
@@ -126,6 +128,8 @@ describe('Construct: TokenVendor', () => {
           POWERTOOLS_SERVICE_NAME: 'token-vendor',
           POWERTOOLS_LOG_LEVEL: 'INFO',
           POWERTOOLS_METRICS_NAMESPACE: 'TokenVendor',
+          // The key's ARN, not its ID: the Encryption SDK opens values only with a key named by ARN.
+          TOKEN_VENDOR_TOKEN_KEY_ID: { 'Fn::GetAtt': [logicalId(defaults.stack, defaults.vendor.tokenKey), 'Arn'] },
         });
         expect(variables).not.toHaveProperty('TOKEN_VENDOR_CONNECTORS_DIR');
         expect(config).toMatchObject({ connectorsDir: undefined, secretPrefix: 'token-vendor' });
@@ -407,6 +411,54 @@ describe('Construct: TokenVendor', () => {
         });
       });
     }
+
+    it("keeps every family function to its own family's table items and sealed values", () => {
+      // The items an attacker with one role would go for: another family's state and cached tokens.
+      const itemsOf = (family: Family) => [`c#${family}/victim`, `t#${family}/victim#`];
+      const matches = (patterns: string[], key: string) =>
+        patterns.some((pattern) => new RegExp(`^${pattern.replace(/[.#/]/g, '\\$&').replace(/\*/g, '.*')}$`).test(key));
+      const keyStatements = Object.values(defaults.template.findResources('AWS::KMS::Key')).flatMap(
+        (key) => key.Properties.KeyPolicy.Statement as (Statement & { Principal: unknown })[],
+      );
+      for (const family of FAMILY_NAMES) {
+        // Prepare
+        const role = defaults.vendor.functions[family].role;
+        const tableStatements = statementsOf(defaults, role).filter((statement) =>
+          asArray(statement.Action).includes('dynamodb:PutItem'),
+        );
+        const keyStatement = keyStatements.find((statement) =>
+          JSON.stringify(statement.Principal).includes(`"${logicalId(defaults.stack, role)}"`),
+        );
+
+        // Act
+        const leadingKeys = tableStatements.map(
+          (statement) =>
+            (
+              statement.Condition as { 'ForAllValues:StringLike'?: { 'dynamodb:LeadingKeys'?: string[] } } | undefined
+            )?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] ?? [],
+        );
+        const sealedItems =
+          (keyStatement?.Condition as { StringLike?: Record<string, string[]> } | undefined)?.StringLike?.[
+            'kms:EncryptionContext:token-vendor:item'
+          ] ?? [];
+
+        // Assess: every table statement is bound to the family's keys, and so is its use of the token key.
+        expect(tableStatements.length).toBeGreaterThan(0);
+        for (const patterns of [...leadingKeys, sealedItems]) {
+          for (const other of FAMILY_NAMES) {
+            for (const item of itemsOf(other))
+              expect(matches(patterns, item), `${family} → ${item}`).toBe(other === family);
+          }
+        }
+      }
+      // Nobody else in the account may open a sealed value: the account administers the key, it does not use it.
+      const accountUse = keyStatements.filter(
+        (statement) =>
+          JSON.stringify(statement.Principal).includes(':root') &&
+          asArray(statement.Action).some((action) => /Decrypt|GenerateDataKey|^kms:\*$/.test(action)),
+      );
+      expect(accountUse).toEqual([]);
+    });
 
     it("keeps every family function out of the other families' secrets", () => {
       for (const family of FAMILY_NAMES) {

@@ -23,7 +23,11 @@ describe('Caching and refresh ahead', () => {
   beforeAll(async () => {
     server = await startScriptedServer(() => tokenAnswer({ expires_in: 100 }));
     harness = await startHarness();
-    store = new CountingStore({ tableName: harness.tableName, client: dynamoClient(harness.dynamo.endpoint) });
+    store = new CountingStore({
+      tableName: harness.tableName,
+      client: dynamoClient(harness.dynamo.endpoint),
+      sealer: harness.sealer,
+    });
     const document = (extra: object = {}) => ({
       grantType: 'client_credentials',
       tokenUrl: server.url,

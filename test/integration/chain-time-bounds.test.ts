@@ -39,6 +39,7 @@ describe('Time bounds when the token table hangs', () => {
       now,
       store: new DynamoDBTokenStore({
         tableName: harness.tableName,
+        sealer: harness.sealer,
         client: createDynamoDBClient({ endpoint: proxy.endpoint, region: 'us-east-1', credentials: localCredentials }),
       }),
     });
@@ -82,6 +83,7 @@ describe('Time bounds when the token table hangs', () => {
     const blackHole = await startFaultProxy();
     const store = new DynamoDBTokenStore({
       tableName: harness.tableName,
+      sealer: harness.sealer,
       client: createDynamoDBClient({
         endpoint: blackHole.endpoint,
         region: 'us-east-1',

@@ -282,7 +282,11 @@ describe('Integration: client_credentials against oidc-provider', () => {
           TableName: harness.tableName,
           Item: {
             ...Item,
-            accessToken: 'ten-minutes-left',
+            // Sealed as the vendor seals what it stores: a value in clear would not be a token at all.
+            accessToken: await harness.sealer.seal('ten-minutes-left', {
+              item: 't#client-credentials/min-ttl#',
+              field: 'accessToken',
+            }),
             issuedAt: Date.now() - 3000_000,
             expiresAt: Date.now() + 600_000,
           },

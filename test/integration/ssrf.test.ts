@@ -203,6 +203,8 @@ describe('Who decides which token URLs are allowed', () => {
       TOKEN_VENDOR_TABLE: harness.tableName,
       TOKEN_VENDOR_CONNECTORS_DIR: harness.connectorsDir,
       AWS_LAMBDA_FUNCTION_NAME: 'token-vendor-client-credentials',
+      // Never contacted: the token URL is refused before anything is read from the table.
+      TOKEN_VENDOR_TOKEN_KEY_ID: 'arn:aws:kms:us-east-1:000000000000:key/00000000-0000-0000-0000-000000000000',
       POWERTOOLS_METRICS_DISABLED: 'true',
     });
     const event = {

@@ -58,6 +58,7 @@ describe('Store faults', () => {
     harness.vendor({
       store: new DynamoDBTokenStore({
         tableName: harness.tableName,
+        sealer: harness.sealer,
         client: faultyDynamoClient(harness.dynamo.endpoint, rule),
       }),
       env: { TOKEN_VENDOR_FORCED_REFRESH_SECONDS: '0' },

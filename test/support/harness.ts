@@ -4,16 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import { createRuntime, type Runtime } from '../../functions/lambda/composition.ts';
-import { LOCAL_NETWORK } from '../../local/network.ts';
 import { loadConfig } from '../../functions/lambda/config.ts';
 import { type EmbeddedDynamoDB, ensureTable, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
+import { LOCAL_NETWORK } from '../../local/network.ts';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
+import { EncryptionSdkSealer } from '../../shared/adapters/encryption-sdk-sealer.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
 import type { ConnectorRef, Family } from '../../shared/core/identifiers.ts';
 import type { VendResponse } from '../../shared/core/vend-response.ts';
 import type { ConnectorSource, ReplaceCheck } from '../../shared/ports/connector-store.ts';
 import type { HttpClient } from '../../shared/ports/http.ts';
 import type { Log } from '../../shared/ports/log.ts';
+import type { TokenSealer } from '../../shared/ports/token-sealer.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
 import { forceRefresh } from '../../shared/use-cases/force-refresh.ts';
 import { vendToken } from '../../shared/use-cases/vend.ts';
@@ -98,6 +100,8 @@ export interface Harness {
   readonly connectorsDir: string;
   readonly tableName: string;
   readonly store: TokenStore;
+  /** The key the harness's token table is sealed with. */
+  readonly sealer: TokenSealer;
   /** Writes `<dir>/<family>/<id>.json`. */
   writeConnector(family: Family, connectorId: string, document: object | string): Promise<void>;
   readConnector(family: Family, connectorId: string): Promise<Record<string, unknown>>;
@@ -128,13 +132,16 @@ export async function startHarness(): Promise<Harness> {
   const client = dynamoClient(dynamo.endpoint);
   await ensureTable(client, tableName);
   const connectorsDir = await mkdtemp(join(tmpdir(), 'token-vendor-test-'));
-  const store = new DynamoDBTokenStore({ tableName, client });
+  // One key for every "container" of the harness, as one KMS key serves every function.
+  const sealer = EncryptionSdkSealer.ephemeral();
+  const store = new DynamoDBTokenStore({ tableName, client, sealer });
 
   return {
     dynamo,
     connectorsDir,
     tableName,
     store,
+    sealer,
     async writeConnector(family, connectorId, document) {
       await mkdir(join(connectorsDir, family), { recursive: true });
       const text = typeof document === 'string' ? document : JSON.stringify(document, null, 2);
@@ -155,7 +162,7 @@ export async function startHarness(): Promise<Harness> {
       });
       const deps = createRuntime(config, log, {
         network: LOCAL_NETWORK,
-        store: overrides.store ?? new DynamoDBTokenStore({ tableName, client }),
+        store: overrides.store ?? new DynamoDBTokenStore({ tableName, client, sealer }),
         ...(overrides.http === undefined ? {} : { http: overrides.http }),
         ...(overrides.now === undefined ? {} : { now: overrides.now }),
         ...(overrides.source === undefined ? {} : { source: overrides.source }),

@@ -142,9 +142,15 @@ export async function prepareLocalFixture(
     env: {
       TOKEN_VENDOR_CONNECTORS_DIR: connectorsDir,
       TOKEN_VENDOR_LOCAL_PRINCIPALS: principalsFile,
+      // Processes that share a DynamoDB share the key its token values are sealed with (in the state folder).
       ...(dynamoEndpoint === undefined
         ? {}
-        : { AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' }),
+        : {
+            AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint,
+            AWS_ACCESS_KEY_ID: 'local',
+            AWS_SECRET_ACCESS_KEY: 'local',
+            TOKEN_VENDOR_STATE_DIR: join(dir, 'state'),
+          }),
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
