@@ -1,7 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoAuthServer, startDemoAuthServer } from '../../local/demo-auth-server.ts';
+import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
+import { localCredentials } from '../support/harness.ts';
 import {
   type LocalFixture,
   type LocalMode,
@@ -10,7 +13,15 @@ import {
   startLocalMode,
 } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
-import { type ScriptedServer, startScriptedServer } from '../support/scripted-server.ts';
+import { type RecordedRequest, type ScriptedServer, startScriptedServer } from '../support/scripted-server.ts';
+
+/** Resolves once `condition` holds, checking every 50 ms, for at most 10 s. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (const until = Date.now() + 10_000; !condition(); ) {
+    if (Date.now() > until) throw new Error('condition not met within 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 const CALLER = {
   accessKeyId: 'AKIALOGS',
@@ -33,12 +44,29 @@ const SECRETS = {
   typoSecret: 'typo-secret-value-3a7d1f52',
   scriptedSecret: 'scripted-secret-6b8e0c47',
   staleRefresh: 'never-issued-refresh-0d9f',
+  echoSecret: 'echoed-client-secret-4c1e',
+  echoPassword: 'echoed-password-2f8a60d3',
+  echoRefresh: 'echoed-refresh-token-77b2',
+  echoHeader: 'echoed-api-key-5d03e9a1',
 };
+
+/** A token server that answers every request with one of the secrets it was sent, as its OAuth `error` code. */
+function echoScript(request: RecordedRequest) {
+  const basic = Buffer.from((request.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString();
+  const echoed =
+    request.form.get('refresh_token') ??
+    request.form.get('password') ??
+    (typeof request.headers['x-api-key'] === 'string' ? request.headers['x-api-key'] : undefined) ??
+    decodeURIComponent(basic.slice(basic.indexOf(':') + 1));
+  return { status: 400, body: { error: echoed, error_description: `you sent ${echoed}` } };
+}
 
 describe('No secret in any log line or error body (every flow, debug level)', () => {
   let oidc: OidcServer;
   let demo: DemoAuthServer;
   let scripted: ScriptedServer;
+  let echo: ScriptedServer;
+  let dynamo: EmbeddedDynamoDB;
   let fixture: LocalFixture;
   let local: LocalMode;
   const bodies: { status: number; text: string }[] = [];
@@ -84,6 +112,9 @@ describe('No secret in any log line or error body (every flow, debug level)', ()
       users: { alice: SECRETS.password },
     });
     scripted = await startScriptedServer(() => ({ status: 200, body: '<html>login</html>' }));
+    echo = await startScriptedServer(echoScript);
+    // The table is the test's, so it can scan it afterwards.
+    dynamo = await startEmbeddedDynamoDB();
     const allowed = ['111122223333'];
     const refreshToken = await oidc.issueRefreshToken('logs-rt');
     refreshTokens.add(refreshToken);
@@ -152,6 +183,42 @@ describe('No secret in any log line or error body (every flow, debug level)', ()
           refreshToken,
           allowedPrincipals: allowed,
         },
+        'client-credentials/echo': {
+          grantType: 'client_credentials',
+          tokenUrl: echo.url,
+          clientId: 'echo',
+          clientSecret: SECRETS.echoSecret,
+          clientAuthentication: 'basic',
+          allowedPrincipals: allowed,
+        },
+        'client-credentials/echo-header': {
+          grantType: 'client_credentials',
+          tokenUrl: echo.url,
+          clientId: 'echo',
+          clientSecret: SECRETS.echoSecret,
+          clientAuthentication: 'body',
+          additionalHeaders: { 'X-Api-Key': SECRETS.echoHeader },
+          allowedPrincipals: allowed,
+        },
+        'password/echo': {
+          grantType: 'password',
+          tokenUrl: echo.url,
+          clientId: 'echo',
+          clientSecret: SECRETS.echoSecret,
+          clientAuthentication: 'body',
+          username: 'bob',
+          password: SECRETS.echoPassword,
+          allowedPrincipals: allowed,
+        },
+        'refresh-token/echo': {
+          grantType: 'refresh_token',
+          tokenUrl: echo.url,
+          clientId: 'echo',
+          clientSecret: SECRETS.echoSecret,
+          clientAuthentication: 'body',
+          refreshToken: SECRETS.echoRefresh,
+          allowedPrincipals: allowed,
+        },
         'refresh-token/revoked': {
           grantType: 'refresh_token',
           tokenUrl: oidc.tokenUrl,
@@ -162,6 +229,7 @@ describe('No secret in any log line or error body (every flow, debug level)', ()
         },
       },
       { CALLER, STRANGER },
+      dynamo.endpoint,
     );
     local = await startLocalMode({
       ...fixture.env,
@@ -173,7 +241,7 @@ describe('No secret in any log line or error body (every flow, debug level)', ()
   });
   afterAll(async () => {
     await local?.stop();
-    await Promise.all([oidc?.close(), demo?.close(), scripted?.close()]);
+    await Promise.all([oidc?.close(), demo?.close(), scripted?.close(), echo?.close(), dynamo?.close()]);
     await fixture?.cleanup();
   });
 
@@ -194,18 +262,39 @@ describe('No secret in any log line or error body (every flow, debug level)', ()
       await call('/tokens/refresh-token/revoked'),
       await call('/tokens/client-credentials/ok', { identity: STRANGER }),
       await call('/tokens/client-credentials/ok?minTtl=-1'),
+      await call('/tokens/client-credentials/echo'),
+      await call('/tokens/client-credentials/echo-header'),
+      await call('/tokens/password/echo'),
+      await call('/tokens/refresh-token/echo'),
     ];
     await noteRefreshToken('refresh-token', 'ok');
     statuses.push(await call('/tokens/refresh-token/ok/refresh', { method: 'POST' }));
     await noteRefreshToken('refresh-token', 'ok');
+    // A scheduled run (every second here) has refreshed the refresh-token connectors too.
+    await waitFor(() => /"message":"scheduled rotation finished"/.test(local.output()));
     const output = local.output();
+    const client = new DynamoDBClient({
+      endpoint: dynamo.endpoint,
+      region: 'us-east-1',
+      credentials: localCredentials,
+    });
+    const { Items = [] } = await client.send(new ScanCommand({ TableName: 'token-vendor-tokens' }));
+    client.destroy();
+    const table = JSON.stringify(Items);
 
     // Assess
-    expect(statuses).toEqual([200, 200, 200, 429, 502, 500, 502, 500, 200, 502, 200, 502, 403, 400, 200]);
+    expect(statuses).toEqual([
+      200, 200, 200, 429, 502, 500, 502, 500, 200, 502, 200, 502, 403, 400, 502, 502, 502, 502, 200,
+    ]);
     expect(output).toMatch(/"level":"(INFO|WARN|ERROR)"/);
     const values = [...Object.values(SECRETS), ...accessTokens, ...refreshTokens, CALLER.secretAccessKey];
     expect(refreshTokens.size).toBeGreaterThanOrEqual(3);
     for (const value of values) expect(output).not.toContain(value);
+    // The table holds every kind of item (tokens, chains, failures) and no value in clear.
+    expect(table).toMatch(/"pk":\{"S":"t#/);
+    expect(table).toMatch(/chainToken/);
+    expect(table).toMatch(/failureCode/);
+    for (const value of values) expect(table).not.toContain(value);
     for (const body of bodies.filter((entry) => entry.status !== 200)) {
       for (const value of values) expect(body.text).not.toContain(value);
     }

@@ -258,6 +258,7 @@ describe('Function: processTokenResponse', () => {
     });
 
     it.each([
+      ['with a space', 'invalid client'],
       ['with a quote', 'invalid_"client"'],
       ['with a backslash', 'invalid\\client'],
       ['with a line break', 'invalid\nclient'],

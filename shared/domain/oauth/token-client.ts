@@ -6,6 +6,7 @@ import { refusedDestination } from '../network-policy.ts';
 import type { ClientAuthMethod } from './client-auth.ts';
 import { buildTokenRequest } from './token-request.ts';
 import { processTokenResponse, type TokenSet } from './token-response.ts';
+import { secretsOf, tokensWithoutEchoedSecrets, withoutEchoedSecrets } from './upstream-secrets.ts';
 
 export interface TokenClientDeps {
   readonly http: HttpClient;
@@ -93,13 +94,15 @@ async function requestOnce(
   deadline: number,
 ): Promise<TokenResult> {
   const attempts = authAttempts(document, grant.rememberedAuthMethod);
+  const secrets = secretsOf(document, grant.refreshToken);
   let lastError: unknown;
   for (const [index, method] of attempts.entries()) {
     const response = await send(deps, document, grant, method, deadline);
     try {
       const tokens = processTokenResponse(response, document.defaultExpiresIn ?? DEFAULT_EXPIRES_IN, deps.clock.now());
-      return { tokens, authMethod: method };
-    } catch (error) {
+      return { tokens: tokensWithoutEchoedSecrets(tokens, secrets), authMethod: method };
+    } catch (caught) {
+      const error = withoutEchoedSecrets(caught, secrets);
       lastError = error;
       const canFallBack = index < attempts.length - 1 && isClientAuthRefusal(error, response.status);
       if (!canFallBack) throw error;

@@ -18,8 +18,9 @@ export interface TokenSet {
 export const MIN_EXPIRES_IN = 1;
 export const MAX_EXPIRES_IN = 365 * 24 * 3600;
 
-// RFC 6749 §5.2: error codes are drawn from %x20-21 / %x23-5B / %x5D-7E. Anything else is not echoed.
-const OAUTH_ERROR_CODE = /^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
+// RFC 6749 §5.2: error codes are drawn from %x20-21 / %x23-5B / %x5D-7E; as a code, without spaces, and no longer
+// than any registered one. Anything else is not passed on.
+const OAUTH_ERROR_CODE = /^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
 
 const errorAnswer = z.looseObject({ error: z.string() });
 
