@@ -4,7 +4,8 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { createLogger } from '../../shared/adapters/powertools-logger.ts';
 import { createMetrics, powertoolsSink } from '../../shared/adapters/powertools-metrics.ts';
-import { CONNECTOR_ID, type Family, isFamily, normalizeScope } from '../../shared/core/identifiers.ts';
+import { VendorError } from '../../shared/core/errors.ts';
+import { CONNECTOR_ID, FAMILIES, type Family, normalizeScope } from '../../shared/core/identifiers.ts';
 import { refreshDemanded } from '../../shared/use-cases/refresh-demanded.ts';
 import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { createTokenHandler } from './api.ts';
@@ -27,7 +28,7 @@ export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverri
 /** A demand from a vend's `async` refresh ahead (any other event is the schedule's). */
 const demandEvent = z.object({
   refresh: z.object({
-    family: z.string().refine(isFamily),
+    family: z.enum(Object.keys(FAMILIES) as [Family, ...Family[]]),
     connectorId: z.string().regex(CONNECTOR_ID),
     scopeKey: z.string().refine((value) => value === '' || normalizeScope(value)?.join(' ') === value),
   }),
@@ -50,10 +51,17 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
       if (demand.success) {
         const { family, connectorId, scopeKey } = demand.data.refresh;
         logger.appendKeys({ connector: `${family}/${connectorId}` });
-        const token = await refreshDemanded(deps, { family: family as Family, connectorId, scopeKey });
-        // undefined: another holder had it already, or holds the lease now.
-        logger.info('demanded refresh finished', { refreshed: token !== undefined });
-        return { refreshed: token !== undefined };
+        try {
+          const token = await refreshDemanded(deps, { family, connectorId, scopeKey });
+          // undefined: another holder had it already, or holds the lease now.
+          logger.info('demanded refresh finished', { refreshed: token !== undefined });
+          return { refreshed: token !== undefined };
+        } catch (error) {
+          // A refused or failed refresh is the connector's health (recorded, alarmed on), not the function failing.
+          if (!(error instanceof VendorError)) throw error;
+          logger.warn('demanded refresh failed', { error: error.code, upstreamError: error.upstreamError });
+          return { refreshed: false, error: error.code };
+        }
       }
       return rotateConnectors(deps, { budgetMs: config.rotateBudgetMs, idleRefreshMs: config.idleRefreshMs });
     });
