@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import { coldStart } from './scenarios/cold-start.ts';
 import { hitPath } from './scenarios/hit-path.ts';
 import { hotConnector } from './scenarios/hot-connector.ts';
+import { lambdaSemantics } from './scenarios/lambda-semantics.ts';
 import { noVendor } from './scenarios/no-vendor.ts';
 import { stampede } from './scenarios/stampede.ts';
 import { steadyState } from './scenarios/steady-state.ts';
 import { throughput } from './scenarios/throughput.ts';
+import { tokensAtRest } from './scenarios/tokens-at-rest.ts';
 import { type BenchOptions, ROOT, type Row, type ScenarioResult } from './support.ts';
 
 type Scenario = (options: BenchOptions) => Promise<{ rows: Row[]; data: Record<string, unknown> }>;
@@ -20,6 +22,8 @@ const SCENARIOS: readonly { id: number; name: string; run: Scenario }[] = [
   { id: 5, name: 'cold start', run: coldStart },
   { id: 6, name: 'local-mode throughput', run: throughput },
   { id: 7, name: 'hot connector, 50 containers', run: hotConnector },
+  { id: 8, name: 'Lambda semantics', run: lambdaSemantics },
+  { id: 9, name: 'tokens at rest', run: tokensAtRest },
 ];
 
 /** `npm run bench` runs everything; `npm run bench -- --only=1,4 --repetitions=3` is for working on one scenario. */

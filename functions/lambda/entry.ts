@@ -52,10 +52,12 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
         const { family, connectorId, scopeKey } = demand.data.refresh;
         logger.appendKeys({ connector: `${family}/${connectorId}` });
         try {
+          const started = deps.clock.now();
           const token = await refreshDemanded(deps, { family, connectorId, scopeKey });
-          // undefined: another holder had it already, or holds the lease now.
-          logger.info('demanded refresh finished', { refreshed: token !== undefined });
-          return { refreshed: token !== undefined };
+          // Not refreshed: another holder had stored a fresh token already, or holds the lease now.
+          const refreshed = token !== undefined && token.issuedAt >= started;
+          logger.info('demanded refresh finished', { refreshed });
+          return { refreshed };
         } catch (error) {
           // A refused or failed refresh is the connector's health (recorded, alarmed on), not the function failing.
           if (!(error instanceof VendorError)) throw error;

@@ -6,7 +6,7 @@ import { within } from '../domain/deadline.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Log } from '../ports/log.ts';
 import type { RefreshDemand, RefreshRequests } from '../ports/refresh-requests.ts';
-import type { TokenCache } from '../ports/token-table.ts';
+import type { ConnectorStateTable, TokenCache } from '../ports/token-table.ts';
 import type { FetchTarget, TokenFetcher } from './refresh/token-fetcher.ts';
 import type { TokenMemory } from './token-memory.ts';
 
@@ -46,7 +46,7 @@ export class ThrottledRefreshRequests {
 }
 
 export interface RefreshAheadDeps {
-  readonly store: TokenCache;
+  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState'>;
   readonly fetcher: TokenFetcher;
   readonly memory: TokenMemory;
   readonly clock: Clock;
@@ -103,6 +103,9 @@ async function handOver(deps: RefreshAheadDeps, target: FetchTarget, token: Cach
       deps.memory.set(target.tokenKey, stored, clock.now());
       return stored;
     }
+    // A refresh under way (a live lease) needs no demand: its token is in the table before the lease is free.
+    const state = await within(deps.store.getState(connector, { secrets: false }), HAND_OVER_WITHIN_MS, 'The table');
+    if (state.lease !== undefined && state.lease.until > clock.now()) return token;
     const { family, connectorId } = target.connector.ref;
     const scopeKey = scopeKeyOf(target.tokenKey);
     await within(refreshRequests.send({ family, connectorId, scopeKey }), HAND_OVER_WITHIN_MS, 'The refresher');

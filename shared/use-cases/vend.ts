@@ -8,7 +8,7 @@ import type { NetworkPolicy } from '../domain/network-policy.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Log } from '../ports/log.ts';
 import type { MetricsSink } from '../ports/metrics.ts';
-import type { TokenCache } from '../ports/token-table.ts';
+import type { ConnectorStateTable, TokenCache } from '../ports/token-table.ts';
 import type { ConnectorDocuments } from './connector-documents.ts';
 import type { TokenFetcher } from './refresh/token-fetcher.ts';
 import { type RefreshAheadMode, refreshAheadIfDue, type ThrottledRefreshRequests } from './refresh-ahead.ts';
@@ -37,7 +37,7 @@ export interface VendDeps {
   readonly documents: ConnectorDocuments;
   /** Where `async` refresh ahead sends due tokens. */
   readonly refreshRequests?: ThrottledRefreshRequests | undefined;
-  readonly store: TokenCache;
+  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState'>;
   readonly fetcher: TokenFetcher;
   readonly memory: TokenMemory;
   readonly clock: Clock;
