@@ -298,6 +298,20 @@ export class DynamoDBTokenStore implements TokenStore {
     );
   }
 
+  async claimCheckpoint(connectorKey: string, now: number, intervalMs: number): Promise<boolean> {
+    return this.#conditional(() =>
+      this.#client.send(
+        new UpdateCommand({
+          TableName: this.#tableName,
+          Key: stateKey(connectorKey),
+          UpdateExpression: 'SET chainCheckpointAt = :now',
+          ConditionExpression: 'attribute_not_exists(chainCheckpointAt) OR chainCheckpointAt <= :earliest',
+          ExpressionAttributeValues: { ':now': now, ':earliest': now - intervalMs },
+        }),
+      ),
+    );
+  }
+
   async recordCheckpoint(connectorKey: string, at: number, checkpointed: string): Promise<void> {
     await this.#update(connectorKey, 'SET chainCheckpointAt = :at, chainCheckpointed = :checkpointed', {
       ':at': at,

@@ -81,6 +81,14 @@ export function toErrorBody(error: VendorError): ErrorBody {
 /** Fields that describe an error for a log line: its name, code and message, which never carry a secret. */
 export function errorFields(error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) return { errorName: typeof error };
+  if (error instanceof SyntaxError) {
+    // V8's JSON errors quote the input, which may be a connector document with its secrets: the position only.
+    const position = /position (\d+)/.exec(error.message)?.[1];
+    return {
+      errorName: error.name,
+      errorMessage: `invalid JSON${position === undefined ? '' : ` at position ${position}`}`,
+    };
+  }
   const code = 'code' in error && typeof error.code === 'string' ? error.code : undefined;
   return { errorName: error.name, errorCode: code, errorMessage: error.message };
 }

@@ -12,9 +12,51 @@ const scopeString = z.string().refine((value) => splitScope(value).every(isScope
   message: 'must be space-separated scope tokens (RFC 6749 §3.3)',
 });
 const headerName = z.string().regex(HEADER_NAME, { message: 'must be a valid HTTP header name' });
-// Header values may not hold control characters (RFC 9110 §5.5); fetch would refuse them at send time.
-const headerValue = z.string().refine((value) => !/[\0\r\n]/.test(value), {
-  message: 'must not contain line breaks or NUL',
+/**
+ * RFC 9110 §5.5 field-value: visible ASCII, spaces and tabs, and obs-text (Latin-1); no control characters. fetch
+ * refuses anything else at send time, which would look like an unreachable server.
+ */
+export const FIELD_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/;
+const headerValue = z.string().refine((value) => FIELD_VALUE.test(value), {
+  message: 'must be a valid HTTP field value (no line breaks or control characters, Latin-1 only)',
+});
+/** Headers that frame the message: set by the HTTP client, never by a connector (RFC 9110 §7, §6.4). */
+const FRAMING_HEADERS = new Set([
+  'connection',
+  'content-length',
+  'host',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+/**
+ * What the vendor sets in every token request itself. A connector that names one is refused rather than let a
+ * request carry a parameter twice or two client authentications (RFC 6749 §2.3).
+ */
+const VENDOR_HEADERS = new Set([...FRAMING_HEADERS, 'accept', 'authorization', 'content-type']);
+const VENDOR_PARAMETERS = new Set([
+  'grant_type',
+  'client_id',
+  'client_secret',
+  'username',
+  'password',
+  'refresh_token',
+  'scope',
+  'assertion',
+  'client_assertion',
+  'client_assertion_type',
+]);
+const additionalHeaderName = headerName.refine((name) => !VENDOR_HEADERS.has(name.toLowerCase()), {
+  message: 'is a header the vendor sets itself',
+});
+const callerHeaderName = headerName.refine((name) => !FRAMING_HEADERS.has(name.toLowerCase()), {
+  message: 'must not be a header that frames the message',
+});
+const requestParameterName = z.string().refine((name) => !VENDOR_PARAMETERS.has(name), {
+  message: 'is a parameter the vendor sets itself',
 });
 const principal = z.string().refine((value) => value === '*' || ACCOUNT_ID.test(value) || PRINCIPAL_ARN.test(value), {
   message: 'each entry must be a 12-digit account ID, an IAM role or user ARN, or "*"',
@@ -41,9 +83,9 @@ export const connectorSchema = z
     refreshToken: z.string().min(1).optional(),
     clientAuthentication: z.enum(['basic', 'body']).optional(),
     customGrantType: z.string().min(1).optional(),
-    additionalHeaders: z.record(headerName, headerValue).optional(),
-    additionalRequestData: z.record(z.string(), z.string()).optional(),
-    headerAuthKey: headerName.optional(),
+    additionalHeaders: z.record(additionalHeaderName, headerValue).optional(),
+    additionalRequestData: z.record(requestParameterName, z.string()).optional(),
+    headerAuthKey: callerHeaderName.optional(),
     headerAuthValuePattern: headerValue.optional(),
     allowedPrincipals: z.array(principal).min(1),
     prewarm: z.boolean().optional(),
@@ -102,8 +144,11 @@ function describeIssue(issue: z.core.$ZodIssue): { field: string; problem: strin
       return { field, problem: issue.origin === 'array' ? 'must not be empty' : 'is too small or empty' };
     case 'too_big':
       return { field, problem: 'is too large' };
-    case 'invalid_key':
-      return { field, problem: 'has an invalid key' };
+    case 'invalid_key': {
+      // The key's own refinement says why (its messages are ours and never quote the key's value).
+      const inner = issue.issues[0];
+      return { field, problem: inner?.code === 'custom' ? inner.message : 'has an invalid key' };
+    }
     default:
       return { field, problem: issue.message };
   }

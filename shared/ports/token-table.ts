@@ -112,6 +112,11 @@ export interface ConnectorStateTable {
    * nothing was written and the caller must publish nothing.
    */
   completeExchange(connectorKey: string, lease: Lease, outcome: ExchangeOutcome): Promise<boolean>;
+  /**
+   * Claims the right to write the chain back into the connector document, at most once per `intervalMs` across every
+   * container (one conditional write); false when someone claimed it more recently.
+   */
+  claimCheckpoint(connectorKey: string, now: number, intervalMs: number): Promise<boolean>;
   /** Notes that the connector document now holds the refresh token with this fingerprint. */
   recordCheckpoint(connectorKey: string, at: number, checkpointed: string): Promise<void>;
   /** Records a failed exchange, only while `lease` is the current one (a stale holder's news is old); false if not. */

@@ -90,11 +90,29 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
   } catch (error) {
     metrics.count('TokenFetchFailures');
     const fallback = stored?.tokenRevision === connector.tokenRevision ? stored : held;
-    return serveStillValid(deps, connector, fallback, error);
+    return serveStillValid(deps, connector, await stillCurrent(deps, tokenKey, fallback), error);
   }
   if (fetched === undefined) throw new VendorError('internal_error', 'No token was obtained.');
   memory.set(tokenKey, fetched, clock.now());
   return toVendResponse(connector, fetched, clock.now());
+}
+
+/**
+ * The token read before the fetch, unless it has left the table since (a forced refresh anywhere discarded it, and
+ * the contract says a discarded token is not served again). A table that does not answer cannot say: then it is kept.
+ */
+async function stillCurrent(
+  deps: Pick<VendDeps, 'store' | 'clock'>,
+  tokenKey: string,
+  token: CachedToken | undefined,
+): Promise<CachedToken | undefined> {
+  if (token === undefined) return undefined;
+  try {
+    const current = await within(deps.store.getToken(tokenKey, deps.clock.now()), 1_000, 'The token table');
+    return current?.accessToken === token.accessToken ? token : undefined;
+  } catch {
+    return token;
+  }
 }
 
 /**

@@ -83,6 +83,9 @@ describe('Function: processTokenResponse', () => {
       ['a boolean', true],
       ['null', null],
       ['an object', { seconds: 10 }],
+      // Mailchimp documents `expires_in: 0` for tokens that never expire.
+      ['0 (never expires)', 0],
+      ['negative', -60],
     ])('uses the default lifetime when expires_in is %s', (_name, expiresIn) => {
       // Act
       const tokens = process(json(200, { access_token: 'at', expires_in: expiresIn }), 777);
@@ -92,8 +95,7 @@ describe('Function: processTokenResponse', () => {
     });
 
     it.each([
-      [-60, MIN_EXPIRES_IN],
-      [0, MIN_EXPIRES_IN],
+      [0.5, MIN_EXPIRES_IN],
       [1e12, MAX_EXPIRES_IN],
       ['1e12', MAX_EXPIRES_IN],
     ])('clamps the absurd expires_in %j to %d', (expiresIn, expected) => {

@@ -1,5 +1,6 @@
+import { misconfigured } from '../../core/errors.ts';
 import type { HttpRequest } from '../../ports/http.ts';
-import type { ConnectorDocument } from '../connector.ts';
+import { type ConnectorDocument, FIELD_VALUE } from '../connector.ts';
 import { applyClientAuth, type ClientAuthMethod } from './client-auth.ts';
 
 /** What a single token request needs beyond the connector document. */
@@ -39,7 +40,12 @@ export function buildTokenRequest(document: ConnectorDocument, options: TokenReq
 
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(document.additionalHeaders ?? {})) {
-    headers[name.toLowerCase()] = fillCredentialTemplate(value, document);
+    const filled = fillCredentialTemplate(value, document);
+    // A credential filled in may bring what the template alone did not (a secret with a line break).
+    if (!FIELD_VALUE.test(filled)) {
+      throw misconfigured(`additionalHeaders.${name}`, 'is not a valid HTTP field value once filled in');
+    }
+    headers[name.toLowerCase()] = filled;
   }
   headers['content-type'] = 'application/x-www-form-urlencoded';
   headers.accept = 'application/json';

@@ -25,6 +25,11 @@ const OAUTH_ERROR_CODE = /^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
 const errorAnswer = z.looseObject({ error: z.string() });
 
 // Lenient where real servers are sloppy: numeric strings, any token_type case, extra fields.
+/** RFC 6749 §A.12, §A.17: access and refresh tokens are visible ASCII and space; callers put them in a header. */
+const VSCHAR = /^[\x20-\x7E]+$/;
+/** RFC 6749 §A.13: type-name = 1*name-char; name-char = "-" / "." / "_" / DIGIT / ALPHA. */
+const TYPE_NAME = /^[A-Za-z0-9._-]+$/;
+
 const successAnswer = z.looseObject({
   access_token: z.string().min(1),
   token_type: z.string().min(1).optional().catch(undefined),
@@ -46,9 +51,13 @@ export function retryAfterSeconds(headers: Headers, now: number): number | undef
   return parseRetryAfter(headers.get('retry-after'), now);
 }
 
+/**
+ * The lifetime to believe. 0 (Mailchimp sends it for tokens that never expire), `null`, a missing or a negative value
+ * say nothing usable: the connector's `defaultExpiresIn` applies.
+ */
 function expiresInSeconds(value: number | string | undefined, fallback: number): number {
   const seconds = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return fallback;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) return fallback;
   return Math.min(MAX_EXPIRES_IN, Math.max(MIN_EXPIRES_IN, Math.floor(seconds)));
 }
 
@@ -89,7 +98,15 @@ export function processTokenResponse(response: HttpResponse, defaultExpiresIn: n
   if (!answer.success) {
     throw new VendorError('upstream_invalid_response', 'The token server answer has no access_token.');
   }
-  const tokenType = answer.data.token_type;
+  const { access_token: accessToken, refresh_token: refreshToken, token_type: tokenType } = answer.data;
+  if (
+    !VSCHAR.test(accessToken) ||
+    (refreshToken !== undefined && !VSCHAR.test(refreshToken)) ||
+    (tokenType !== undefined && !TYPE_NAME.test(tokenType))
+  ) {
+    // Control characters or non-ASCII would end up in a caller's header: not a token (RFC 6749 §A.12, §A.13).
+    throw new VendorError('upstream_invalid_response', 'The token server answered with a malformed token.');
+  }
   return {
     accessToken: answer.data.access_token,
     tokenType: tokenType === undefined || tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType,

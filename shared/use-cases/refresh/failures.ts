@@ -27,6 +27,28 @@ export function scheduledRetryAt(at: number, consecutive: number, random: () => 
   return Math.round(at + base * (0.8 + 0.4 * random()));
 }
 
+/**
+ * Until when nobody, in any container, calls the token server after a transient failure: the circuit's time, or the
+ * server's own `Retry-After` when it asked for longer (a throttled server must not hear from the vendor before then).
+ */
+function openUntil(at: number, consecutive: number, error: VendorError, random: () => number): number | undefined {
+  const circuit = circuitOpenUntil(at, consecutive, random);
+  const asked = error.retryAfterSeconds === undefined ? undefined : at + error.retryAfterSeconds * 1000;
+  if (circuit === undefined) return asked;
+  return asked === undefined ? circuit : Math.max(circuit, asked);
+}
+
+/** The shared circuit, if open for this connector's current settings: 503 with when to come back. */
+export function openCircuit(state: ConnectorState, connector: Connector, now: number): VendorError | undefined {
+  const { failure } = state;
+  if (failure?.openUntil === undefined || failure.openUntil <= now || failure.revision !== connector.revision) {
+    return undefined;
+  }
+  return new VendorError('upstream_unavailable', 'The token server keeps failing; the vendor is backing off.', {
+    retryAfterSeconds: Math.ceil((failure.openUntil - now) / 1000),
+  });
+}
+
 export function needsReauthorization(upstreamError: string): VendorError {
   return new VendorError(
     'upstream_rejected',
@@ -59,11 +81,8 @@ export function refusalBeforeExchange(
   const { failure, reauthorization } = state;
   if (failure !== undefined && failure.revision === connector.revision) {
     if (failure.at >= waitingSince) return failureError(failure);
-    if (failure.openUntil !== undefined && failure.openUntil > now) {
-      return new VendorError('upstream_unavailable', 'The token server keeps failing; the vendor is backing off.', {
-        retryAfterSeconds: Math.ceil((failure.openUntil - now) / 1000),
-      });
-    }
+    const open = openCircuit(state, connector, now);
+    if (open !== undefined) return open;
   }
   if (
     connector.document.grantType === 'refresh_token' &&
@@ -108,7 +127,7 @@ export async function recordFailure(
     revision: connector.revision,
     consecutive,
     openUntil:
-      error.code === 'upstream_unavailable' ? circuitOpenUntil(at, consecutive, () => clock.random()) : undefined,
+      error.code === 'upstream_unavailable' ? openUntil(at, consecutive, error, () => clock.random()) : undefined,
     nextAttemptAt: scheduledRetryAt(at, consecutive, () => clock.random()),
     unconfirmed,
   };

@@ -39,7 +39,7 @@ export function nextChain(
 
 export interface RefreshChainDeps {
   readonly source: ConnectorSource;
-  readonly store: Pick<ConnectorStateTable, 'recordCheckpoint'>;
+  readonly store: Pick<ConnectorStateTable, 'claimCheckpoint' | 'recordCheckpoint'>;
   readonly clock: Clock;
   readonly log: Log;
 }
@@ -132,6 +132,14 @@ export class RefreshChainKeeper {
     if (connector.document.refreshToken === chain.refreshToken) return 'current';
     const now = clock.now();
     if (chain.checkpointAt !== undefined && now - chain.checkpointAt < source.checkpointIntervalMs) return 'deferred';
+    // One writer per interval across every container: Secrets Manager asks for one write per 10 minutes.
+    const claimed = await store
+      .claimCheckpoint(connectorKey, now, source.checkpointIntervalMs)
+      .catch((error: unknown) => {
+        log.warn('claiming a checkpoint failed', { connector: connectorKey, ...errorFields(error) });
+        return false;
+      });
+    if (!claimed) return 'deferred';
     const result = await this.#writeDocument(connector, chain);
     if (result === 'written') {
       await store.recordCheckpoint(connectorKey, now, fingerprint(chain.refreshToken)).catch((error: unknown) => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { errorFields, VendorError } from '../../core/errors.ts';
-import { refKey } from '../../core/identifiers.ts';
+import { refKey, splitScope } from '../../core/identifiers.ts';
 import { LruCache } from '../../core/lru.ts';
 import { type CachedToken, refreshAtFor, serves, type TokenRequirement } from '../../core/token-policy.ts';
 import type { Connector } from '../../domain/connector.ts';
@@ -10,7 +10,7 @@ import type { ConnectorSource } from '../../ports/connector-store.ts';
 import type { HttpClient } from '../../ports/http.ts';
 import type { Log } from '../../ports/log.ts';
 import type { ConnectorState, ConnectorStateTable, Lease, TokenCache } from '../../ports/token-table.ts';
-import { recordFailure, refusalBeforeExchange } from './failures.ts';
+import { openCircuit, recordFailure, refusalBeforeExchange } from './failures.ts';
 import { nextChain, RefreshChainKeeper } from './refresh-chain.ts';
 
 export interface FetcherSettings {
@@ -127,6 +127,9 @@ export class TokenFetcher {
       const state = await store.getState(connectorKey);
       const head = headFor(state, target.tokenKey);
       if (acceptable(head)) return head;
+      // An open circuit (repeated failures, or the server's Retry-After) is answered without taking the lease.
+      const open = openCircuit(state, target.connector, clock.now());
+      if (open !== undefined) throw open;
       let holder = state.lease !== undefined && state.lease.until > clock.now() ? state.lease : undefined;
       if (holder === undefined) {
         const stored = await store.getToken(target.tokenKey, clock.now());
@@ -205,6 +208,7 @@ export class TokenFetcher {
         throw error;
       }
       const token = this.#toCachedToken(result, target, issuedAt);
+      this.#noteBroaderScope(target, result.tokens.scope);
       const next = chain === undefined ? undefined : nextChain(chain, result.tokens.refreshToken, state.chain);
       if (next === undefined) {
         // Other grants publish before freeing the lease, so whoever finds it free finds this token too.
@@ -259,6 +263,22 @@ export class TokenFetcher {
       });
       return undefined;
     }
+  }
+
+  /**
+   * A server that grants more than was asked is told to callers (the token's `scope`) and to operators here
+   * (RFC 6749 §3.3: the granted scope is the server's to decide, and it must say so when it differs).
+   */
+  #noteBroaderScope(target: FetchTarget, granted: string | undefined): void {
+    if (granted === undefined || target.scope === undefined) return;
+    const requested = new Set(splitScope(target.scope));
+    const extra = splitScope(granted).filter((scope) => !requested.has(scope));
+    if (extra.length === 0) return;
+    this.#deps.log.warn('the token server granted more scope than was asked', {
+      connector: refKey(target.connector.ref),
+      requestedScope: target.scope,
+      grantedScope: granted,
+    });
   }
 
   #toCachedToken(result: TokenResult, target: FetchTarget, issuedAt: number): CachedToken {
