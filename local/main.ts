@@ -46,7 +46,15 @@ async function loadPrincipals(path: string | undefined): Promise<Principals> {
   if (path === undefined) {
     return { [DEV_PRINCIPAL.accessKeyId]: { secretAccessKey: DEV_PRINCIPAL.secretAccessKey, arn: DEV_PRINCIPAL.arn } };
   }
-  const parsed = principalsSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    // V8's message would quote the file, secret access keys and all.
+    if (error instanceof SyntaxError) throw new Error(`TOKEN_VENDOR_LOCAL_PRINCIPALS: ${path} is not valid JSON`);
+    throw error;
+  }
+  const parsed = principalsSchema.safeParse(json);
   if (!parsed.success) throw new Error(`TOKEN_VENDOR_LOCAL_PRINCIPALS: ${path} is not a valid principals file`);
   return parsed.data;
 }
