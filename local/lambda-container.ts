@@ -56,4 +56,6 @@ process.on('message', (message: InvokeMessage) => {
       } satisfies InvokeReply),
   );
 });
+// Local mode gone (even killed): this environment goes too, as soon as it runs again.
+process.on('disconnect', () => process.exit(0));
 process.send?.('ready');

@@ -29,6 +29,12 @@ export type InvokeReply =
 
 const CONTAINER = resolve(import.meta.dirname, 'lambda-container.ts');
 
+/** However local mode ends, no frozen container outlives it. */
+const LIVE_CONTAINERS = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of LIVE_CONTAINERS) child.kill('SIGKILL');
+});
+
 /**
  * One Lambda execution environment: a child process that runs one invocation at a time and is frozen (SIGSTOP)
  * from the moment it answers until its next invocation, as Lambda freezes a container between invocations. Work a
@@ -43,11 +49,14 @@ class Container {
   dead = false;
 
   constructor(spec: FunctionSpec, env: NodeJS.ProcessEnv) {
-    this.#child = fork(CONTAINER, [spec.entry], {
+    const child = fork(CONTAINER, [spec.entry], {
       env: { ...env, AWS_LAMBDA_FUNCTION_NAME: spec.name, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       execArgv: [],
     });
+    this.#child = child;
+    LIVE_CONTAINERS.add(child);
+    child.once('exit', () => LIVE_CONTAINERS.delete(child));
     this.#ready = new Promise((ready, fail) => {
       const onMessage = (message: unknown) => {
         if (message === 'ready') {
