@@ -7,7 +7,7 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { VendorError } from '../core/errors.ts';
-import { CONNECTOR_ID, type ConnectorRef, isFamily } from '../core/identifiers.ts';
+import type { ConnectorRef } from '../core/identifiers.ts';
 import { DEFAULT_SECRET_PREFIX, refFromSecretName, secretName } from '../core/settings.ts';
 import { refreshTokenOf, withRefreshToken } from '../domain/connector.ts';
 import type { ConnectorSource, ReplaceCheck, WriteResult } from '../ports/connector-store.ts';

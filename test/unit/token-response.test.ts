@@ -431,3 +431,58 @@ describe('Function: retryAfterSeconds', () => {
     expect(seconds).toBeUndefined();
   });
 });
+
+describe('Function: processTokenResponse, answers of servers that bend RFC 6749', () => {
+  const answer = (text: string, type = 'application/json') => ({
+    status: 200,
+    headers: new Headers({ 'content-type': type }),
+    text,
+  });
+
+  it('reads a form-encoded answer (older Facebook and GitHub)', () => {
+    // Act
+    const tokens = processTokenResponse(
+      answer('access_token=form-token&expires=5183999&token_type=bearer', 'text/plain'),
+      3600,
+      NOW,
+    );
+
+    // Assess
+    expect(tokens).toMatchObject({ accessToken: 'form-token', tokenType: 'Bearer', expiresIn: 5183999 });
+  });
+
+  it('reads a form-encoded error', () => {
+    // Act & Assess
+    expect(() => processTokenResponse(answer('error=bad_verification_code', 'text/plain'), 3600, NOW)).toThrow(
+      expect.objectContaining({ code: 'upstream_rejected', upstreamError: 'bad_verification_code' }),
+    );
+  });
+
+  it('reads camelCase names (plentymarkets) and keeps the RFC name when both are there', () => {
+    // Act
+    const tokens = processTokenResponse(
+      answer(
+        JSON.stringify({
+          accessToken: 'camel',
+          tokenType: 'Bearer',
+          expiresIn: 120,
+          refreshToken: 'rt',
+          access_token: 'snake',
+        }),
+      ),
+      3600,
+      NOW,
+    );
+
+    // Assess
+    expect(tokens).toMatchObject({ accessToken: 'snake', expiresIn: 120, refreshToken: 'rt' });
+  });
+
+  it('takes a missing token_type as Bearer (LinkedIn, Weibo)', () => {
+    // Act
+    const tokens = processTokenResponse(answer(JSON.stringify({ access_token: 'no-type' })), 3600, NOW);
+
+    // Assess
+    expect(tokens.tokenType).toBe('Bearer');
+  });
+});

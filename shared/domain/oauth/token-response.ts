@@ -61,6 +61,33 @@ function expiresInSeconds(value: number | string | undefined, fallback: number):
   return Math.min(MAX_EXPIRES_IN, Math.max(MIN_EXPIRES_IN, Math.floor(seconds)));
 }
 
+/** camelCase names some servers use (plentymarkets), and Facebook's `expires`, for the RFC's names. */
+const ALIASES: Readonly<Record<string, string>> = {
+  accessToken: 'access_token',
+  tokenType: 'token_type',
+  expiresIn: 'expires_in',
+  refreshToken: 'refresh_token',
+  expires: 'expires_in',
+};
+
+/**
+ * The answer as an object with RFC 6749's names: JSON, or a form-encoded body as older Facebook and GitHub servers
+ * send (requests-oauthlib's compliance fixes cover the same); an RFC name present wins over its alias.
+ */
+function readAnswer(text: string): unknown {
+  let answer = parseJson(text);
+  if (answer === undefined && /^[\w.~%+-]+=[^&]*(&[\w.~%+-]+=[^&]*)*$/.test(text.trim())) {
+    const form = new URLSearchParams(text.trim());
+    if (form.has('access_token') || form.has('error')) answer = Object.fromEntries(form);
+  }
+  if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) return answer;
+  const named: Record<string, unknown> = { ...(answer as Record<string, unknown>) };
+  for (const [alias, name] of Object.entries(ALIASES)) {
+    if (named[name] === undefined && named[alias] !== undefined) named[name] = named[alias];
+  }
+  return named;
+}
+
 /**
  * Turns a token endpoint's answer into a {@link TokenSet}, or the contract's error.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1
@@ -75,7 +102,7 @@ export function processTokenResponse(response: HttpResponse, defaultExpiresIn: n
       ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
     });
   }
-  const json = parseJson(response.text);
+  const json = readAnswer(response.text);
   // An OAuth error, whatever the status: some servers send them with 200.
   const oauthError = errorAnswer.safeParse(json);
   if (oauthError.success) {
