@@ -75,6 +75,9 @@ export const connectorSchema = z
   .strictObject({
     grantType: z.enum(['client_credentials', 'password', 'refresh_token']),
     tokenUrl,
+    /** Where `token-vendor connect` sends the operator to authorize a refresh-token connector (CONTRACT §2, §5). */
+    authorizationUrl: tokenUrl.optional(),
+    authorizationScope: scopeString.optional(),
     clientId: z.string().min(1),
     clientSecret: z.string().min(1).optional(),
     scope: scopeString.optional(),
@@ -96,7 +99,8 @@ export const connectorSchema = z
       if (doc.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'is required' });
       if (doc.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required' });
     }
-    if (doc.grantType === 'refresh_token' && doc.refreshToken === undefined) {
+    // Without a refresh token, a connector with an authorization URL awaits its first authorization (CONTRACT §2).
+    if (doc.grantType === 'refresh_token' && doc.refreshToken === undefined && doc.authorizationUrl === undefined) {
       ctx.addIssue({ code: 'custom', path: ['refreshToken'], message: 'is required' });
     }
   });
@@ -115,6 +119,10 @@ export interface Connector {
    */
   readonly tokenRevision: string;
 }
+
+/** A refresh-token connector created with an authorization URL and not yet connected (`token-vendor connect`). */
+export const awaitsAuthorization = (document: ConnectorDocument): boolean =>
+  document.grantType === 'refresh_token' && document.refreshToken === undefined;
 
 export const fingerprint = (value: string): string =>
   createHash('sha256').update(value).digest('base64url').slice(0, 22);

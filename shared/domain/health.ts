@@ -1,6 +1,7 @@
 import { refKey } from '../core/identifiers.ts';
 import type { ConnectorState } from '../ports/token-table.ts';
 import type { Connector } from './connector.ts';
+import { awaitsAuthorization } from './connector.ts';
 
 /**
  * A connector's health, derived from its state item: `needs_reauthorization` after the server refused its refresh
@@ -26,6 +27,10 @@ export interface ConnectorHealth {
 
 export function healthOf(connector: Connector, state: ConnectorState): ConnectorHealth {
   const name = refKey(connector.ref);
+  // Created with an authorization URL and never connected: nothing to refresh from until `token-vendor connect`.
+  if (awaitsAuthorization(connector.document) && state.chain === undefined) {
+    return { connector: name, state: 'needs_reauthorization', upstreamError: 'invalid_grant' };
+  }
   if (state.reauthorization !== undefined && state.reauthorization.revision === connector.revision) {
     return { connector: name, state: 'needs_reauthorization', upstreamError: state.reauthorization.upstreamError };
   }

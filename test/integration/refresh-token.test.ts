@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, type Harness, SwitchableSource, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
@@ -144,5 +145,61 @@ describe('Integration: refresh_token against oidc-provider with rotation', () =>
     expect(repaired.refreshToken).not.toBe(document.refreshToken);
     expect(repaired.refreshToken).not.toBe(chain?.refreshToken);
     expect(repaired.refreshToken).toBe((await harness.store.getState('refresh-token/flaky')).chain?.refreshToken);
+  });
+});
+
+describe('A refresh-token connector that awaits its first authorization (CONTRACT §2)', () => {
+  let oidc: OidcServer;
+  let harness: Harness;
+
+  beforeAll(async () => {
+    oidc = await startOidcServer({
+      clients: [
+        {
+          client_id: 'awaiting',
+          client_secret: 'awaiting-secret',
+          token_endpoint_auth_method: 'client_secret_basic',
+          grant_types: ['refresh_token'],
+        },
+      ],
+    });
+    harness = await startHarness();
+  });
+  afterAll(async () => {
+    await harness?.close();
+    await oidc?.close();
+  });
+
+  it('answers like a broken chain, shows as needing re-authorization, and continues once a refresh token is put in', async () => {
+    // Prepare: created with an authorization URL and no refresh token yet.
+    const document = {
+      grantType: 'refresh_token',
+      tokenUrl: oidc.tokenUrl,
+      authorizationUrl: `${oidc.tokenUrl.replace(/\/token$/, '')}/auth`,
+      authorizationScope: 'openid offline_access',
+      clientId: 'awaiting',
+      clientSecret: 'awaiting-secret',
+      allowedPrincipals: [CALLER_ROLE],
+    };
+    await harness.writeConnector('refresh-token', 'awaiting', document);
+    const vendor = harness.vendor();
+
+    // Act
+    const before = await vendor.vend('refresh-token', 'awaiting').catch((error: unknown) => error);
+    const report = await rotateConnectors(vendor.deps);
+    await harness.writeConnector('refresh-token', 'awaiting', {
+      ...document,
+      refreshToken: await oidc.issueRefreshToken('awaiting'),
+    });
+    const after = await vendor.vend('refresh-token', 'awaiting');
+
+    // Assess
+    expect(before).toMatchObject({ code: 'upstream_rejected', status: 502, upstreamError: 'invalid_grant' });
+    expect((before as Error).message).toContain('authorization');
+    expect(report.health).toContainEqual(
+      expect.objectContaining({ connector: 'refresh-token/awaiting', state: 'needs_reauthorization' }),
+    );
+    expect(oidc.tokenRequests()).toBe(1);
+    expect(after.access_token).toBeTruthy();
   });
 });

@@ -1,4 +1,4 @@
-import { errorFields, misconfigured, VendorError } from '../../core/errors.ts';
+import { errorFields, VendorError } from '../../core/errors.ts';
 import { refKey } from '../../core/identifiers.ts';
 import { type Connector, fingerprint, parseConnector } from '../../domain/connector.ts';
 import { within } from '../../domain/deadline.ts';
@@ -6,6 +6,14 @@ import type { Clock } from '../../ports/clock.ts';
 import type { ConnectorSource } from '../../ports/connector-store.ts';
 import type { Log } from '../../ports/log.ts';
 import type { ConnectorState, ConnectorStateTable, RefreshChain } from '../../ports/token-table.ts';
+
+/** A connector waiting for `token-vendor connect` answers like a broken chain (CONTRACT §2). */
+export const awaitingAuthorization = (): VendorError =>
+  new VendorError(
+    'upstream_rejected',
+    'The connector awaits its first authorization: run token-vendor connect for it.',
+    { upstreamError: 'invalid_grant' },
+  );
 
 /** Fingerprints of held refresh tokens kept in the chain, to tell a document that is behind from a new one. */
 const HELD_FINGERPRINTS = 16;
@@ -100,7 +108,7 @@ export class RefreshChainKeeper {
         connector: connectorKey,
       });
     }
-    if (documentToken === undefined) throw misconfigured('refreshToken', 'is required');
+    if (documentToken === undefined) throw awaitingAuthorization();
     const seed = fingerprint(documentToken);
     return { refreshToken: documentToken, held: [seed], checkpointAt: usable?.checkpointAt, checkpointed: seed };
   }
