@@ -20,9 +20,14 @@ const PROBE = [
   'process.stdout.write(JSON.stringify({ initMs, processMs: performance.now() }));',
 ].join('\n');
 
-/** What a Lambda container of the vendor has in its environment at init (the table name, region, credentials). */
+/**
+ * What a Lambda container of the vendor has in its environment at init (the table name, the token key, the refresher,
+ * region, credentials). Init contacts neither KMS nor Lambda.
+ */
 const LAMBDA_ENV = {
   TOKEN_VENDOR_TABLE: 'token-vendor-tokens',
+  TOKEN_VENDOR_TOKEN_KEY_ID: 'arn:aws:kms:us-east-1:111122223333:key/0b7e4c1a-9f2d-4e8b-a6c3-5d1f2e3a4b5c',
+  TOKEN_VENDOR_REFRESH_FUNCTION: 'token-vendor-rotate',
   AWS_REGION: 'us-east-1',
   AWS_DEFAULT_REGION: 'us-east-1',
   AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
