@@ -1,15 +1,14 @@
 import { randomBytes } from 'node:crypto';
+// The SDK's parts, not its umbrella package: the RSA keyring and the branch key store would only add to cold start.
 import {
-  AlgorithmSuiteIdentifier,
-  buildClient,
-  CommitmentPolicy,
   getLocalCryptographicMaterialsCache,
-  type KeyringNode,
-  KmsKeyringNode,
   NodeCachingMaterialsManager,
-  RawAesKeyringNode,
-  RawAesWrappingSuiteIdentifier,
-} from '@aws-crypto/client-node';
+} from '@aws-crypto/caching-materials-manager-node';
+import { buildDecrypt } from '@aws-crypto/decrypt-node';
+import { buildEncrypt } from '@aws-crypto/encrypt-node';
+import { KmsKeyringNode } from '@aws-crypto/kms-keyring-node';
+import { AlgorithmSuiteIdentifier, CommitmentPolicy, type KeyringNode } from '@aws-crypto/material-management-node';
+import { RawAesKeyringNode, RawAesWrappingSuiteIdentifier } from '@aws-crypto/raw-aes-keyring-node';
 import { KMS } from '@aws-sdk/client-kms';
 import { upstreamUnavailable, VendorError } from '../core/errors.ts';
 import { LruCache } from '../core/lru.ts';
@@ -17,7 +16,8 @@ import { SEAL_CONTEXT_ITEM } from '../core/settings.ts';
 import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
 import { boundedHandler, type CallTimeouts } from './aws-clients.ts';
 
-const { encrypt, decrypt } = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
+const { encrypt } = buildEncrypt(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
+const { decrypt } = buildDecrypt(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
 /** Key commitment, no signature: the vendor's roles are the only writers and readers, so ECDSA would only cost. */
 const SUITE = AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY;
 /** A data key serves this long and this many values, so a hot connector costs KMS a call every few minutes. */
