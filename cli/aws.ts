@@ -1,7 +1,6 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { Credentials } from '../client/index.ts';
+import { createDynamoDBClient, createSecretsManagerClient } from '../shared/adapters/aws-clients.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -38,8 +37,9 @@ const clientConfig = (env: Env, region: string | undefined, service: 'DYNAMODB' 
   ...endpointFrom(env, service),
 });
 
+/** Bounded like the functions' clients: a table or store that never answers ends the command, not the operator's day. */
 export const dynamoDBClient = (env: Env, region: string | undefined) =>
-  new DynamoDBClient(clientConfig(env, region, 'DYNAMODB'));
+  createDynamoDBClient(clientConfig(env, region, 'DYNAMODB'));
 
 export const secretsManagerClient = (env: Env, region: string | undefined) =>
-  new SecretsManagerClient(clientConfig(env, region, 'SECRETS_MANAGER'));
+  createSecretsManagerClient(clientConfig(env, region, 'SECRETS_MANAGER'));
