@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  eventually,
   type LocalFixture,
   type LocalMode,
   prepareLocalFixture,
@@ -13,15 +14,6 @@ const CALLER = {
   secretAccessKey: 'lambda-mode-secret',
   arn: 'arn:aws:iam::111122223333:user/lambda-mode',
 };
-
-/** Resolves once `condition` holds, checking every 20 ms; rejects after `withinMs`. */
-async function eventually(condition: () => boolean, withinMs: number): Promise<void> {
-  const until = Date.now() + withinMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`not within ${withinMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Waits until a token's refresh point has passed for every process: past 90 % of its servable life. */
 async function pastRefreshPoint(expiresAt: string, lifetimeMs: number, minTtlMs: number): Promise<void> {

@@ -6,6 +6,7 @@ import { type DemoAuthServer, startDemoAuthServer } from '../../local/demo-auth-
 import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { localCredentials } from '../support/harness.ts';
 import {
+  eventually,
   type LocalFixture,
   type LocalMode,
   prepareLocalFixture,
@@ -14,14 +15,6 @@ import {
 } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { type RecordedRequest, type ScriptedServer, startScriptedServer } from '../support/scripted-server.ts';
-
-/** Resolves once `condition` holds, checking every 50 ms, for at most 10 s. */
-async function waitFor(condition: () => boolean): Promise<void> {
-  for (const until = Date.now() + 10_000; !condition(); ) {
-    if (Date.now() > until) throw new Error('condition not met within 10 s');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const CALLER = {
   accessKeyId: 'AKIALOGS',
@@ -271,7 +264,7 @@ describe('No secret in any log line or error body (every flow, debug level)', ()
     statuses.push(await call('/tokens/refresh-token/ok/refresh', { method: 'POST' }));
     await noteRefreshToken('refresh-token', 'ok');
     // A scheduled run (every second here) has refreshed the refresh-token connectors too.
-    await waitFor(() => /"message":"scheduled rotation finished"/.test(local.output()));
+    await eventually(() => /"message":"scheduled rotation finished"/.test(local.output()), 10_000);
     const output = local.output();
     const client = new DynamoDBClient({
       endpoint: dynamo.endpoint,

@@ -195,3 +195,15 @@ export async function startLocalCluster(
     },
   };
 }
+
+/**
+ * Resolves once `condition` holds, checking every 20 ms; rejects after `withinMs`. For what a test can only observe
+ * from outside (a process's output, a server's counters), never as a fixed sleep.
+ */
+export async function eventually(condition: () => boolean, withinMs: number): Promise<void> {
+  const until = Date.now() + withinMs;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`not within ${withinMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
