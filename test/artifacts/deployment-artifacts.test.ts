@@ -53,15 +53,15 @@ const STRANGER: ApiCaller = {
 };
 // Values that must never appear in anything a function writes; long and distinctive so that a hit is no accident.
 const PLANTED = {
-  clientSecret: 'artifact-client-secret-6c1d8e2f4a97',
-  password: 'artifact-password-93ab07e4c15d',
-  refreshToken: 'artifact-refresh-token-f45c2a91e07b',
-  rotatingRefreshToken: 'artifact-rotating-refresh-0d8e3b6a92c4',
+  clientSecret: 'made-up.artifact-client-secret.6c1d8e2f4a97',
+  password: 'made-up.artifact-password.93ab07e4c15d',
+  refreshToken: 'made-up.artifact-refresh-token.f45c2a91e07b',
+  rotatingRefreshToken: 'made-up.artifact-rotating-refresh.0d8e3b6a92c4',
 };
 /** Access tokens the tests seal into the table themselves: never in clear in the table, never logged. */
 const SEALED_TOKENS: Readonly<Record<Family, string>> = {
   'client-credentials': 'artifact-sealed-access-cc-3e91b07d5a2f',
-  password: 'artifact-sealed-access-pw-58c2e4a01f9b',
+  password: 'made-up.artifact-sealed-access-pw.58c2e4a01f9b',
   'refresh-token': 'artifact-sealed-access-rt-a7d06f13c8e2',
 };
 const NEVER_LOGGED = [

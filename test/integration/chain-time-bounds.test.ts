@@ -123,7 +123,7 @@ describe('Time bounds when a holder crashed and the token server hangs', () => {
       tokenUrl: `${hungServer.endpoint}/token`,
       clientId: 'c',
       clientSecret: 's',
-      refreshToken: 'made-up-refresh-token-for-a-hung-server',
+      refreshToken: 'made-up.refresh-token.for-a-hung-server',
       allowedPrincipals: [CALLER_ROLE],
     });
     await harness.store.acquireLease('refresh-token/crashed-holder', 'crashed', Date.now(), 15_000);

@@ -38,7 +38,7 @@ const SECRETS = {
   scriptedSecret: 'scripted-secret-6b8e0c47',
   staleRefresh: 'never-issued-refresh-0d9f',
   echoSecret: 'echoed-client-secret-4c1e',
-  echoPassword: 'echoed-password-2f8a60d3',
+  echoPassword: 'made-up.echoed-password.2f8a60d3',
   echoRefresh: 'echoed-refresh-token-77b2',
   echoHeader: 'echoed-api-key-5d03e9a1',
 };
