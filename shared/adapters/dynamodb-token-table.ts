@@ -4,6 +4,7 @@ import { VendorError } from '../core/errors.ts';
 import { connectorKeyOf } from '../core/identifiers.ts';
 import { stateItemKey, TABLE_KEY, TTL_ATTRIBUTE, tokenItemKey } from '../core/table.ts';
 import type { CachedToken } from '../core/token-policy.ts';
+import { toVendProfile, type VendProfile } from '../domain/vend-profile.ts';
 import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
 import type {
   ConnectorState,
@@ -11,6 +12,7 @@ import type {
   Lease,
   LeaseAttempt,
   LeaseView,
+  TokenEntry,
   TokenFailure,
   TokenStore,
 } from '../ports/token-table.ts';
@@ -93,10 +95,20 @@ export class DynamoDBTokenStore implements TokenStore {
   }
 
   async getToken(key: string, now: number): Promise<CachedToken | undefined> {
+    return (await this.#readTokenItem(key, now, true)).token;
+  }
+
+  async readEntry(key: string, now: number): Promise<TokenEntry> {
+    return this.#readTokenItem(key, now, false);
+  }
+
+  async #readTokenItem(key: string, now: number, consistent: boolean): Promise<TokenEntry> {
     const { Item } = await this.#send(() =>
-      this.#client.send(new GetCommand({ TableName: this.#tableName, Key: tokenKey(key), ConsistentRead: true })),
+      this.#client.send(new GetCommand({ TableName: this.#tableName, Key: tokenKey(key), ConsistentRead: consistent })),
     );
-    if (Item === undefined || num(Item.expiresAt) === undefined || (num(Item.expiresAt) ?? 0) <= now) return undefined;
+    if (Item === undefined) return {};
+    const profile = toVendProfile(Item.profile);
+    if (num(Item.expiresAt) === undefined || (num(Item.expiresAt) ?? 0) <= now) return { profile };
     // A value that does not open for this item was not written by the vendor for it: no token.
     const accessToken = await this.#open(Item.accessToken, { item: tokenItemKey(key), field: 'accessToken' }).catch(
       (error: unknown) => {
@@ -104,10 +116,10 @@ export class DynamoDBTokenStore implements TokenStore {
         throw error;
       },
     );
-    return toCachedToken(Item, accessToken);
+    return { token: toCachedToken(Item, accessToken), profile };
   }
 
-  async putToken(key: string, token: CachedToken, fence: number): Promise<boolean> {
+  async putToken(key: string, token: CachedToken, fence: number, profile: VendProfile): Promise<boolean> {
     const sealed = await this.#sealer.seal(token.accessToken, { item: tokenItemKey(key), field: 'accessToken' });
     return this.#conditional(() =>
       this.#client.send(
@@ -117,11 +129,27 @@ export class DynamoDBTokenStore implements TokenStore {
             ...tokenKey(key),
             ...token,
             accessToken: sealed,
+            profile,
             fence,
             [TTL_ATTRIBUTE]: ttlSeconds(token.expiresAt),
           },
           ConditionExpression: 'attribute_not_exists(fence) OR fence <= :fence',
           ExpressionAttributeValues: { ':fence': fence },
+        }),
+      ),
+    );
+  }
+
+  async setProfile(key: string, profile: VendProfile): Promise<void> {
+    await this.#conditional(() =>
+      this.#client.send(
+        new UpdateCommand({
+          TableName: this.#tableName,
+          Key: tokenKey(key),
+          UpdateExpression: 'SET profile = :profile',
+          // Only beside a token: a profile alone would be an item nothing expires.
+          ConditionExpression: 'attribute_exists(expiresAt)',
+          ExpressionAttributeValues: { ':profile': profile },
         }),
       ),
     );
@@ -198,6 +226,7 @@ export class DynamoDBTokenStore implements TokenStore {
               nextAttemptAt: num(Item.failureNextAttemptAt),
               unconfirmed: Item.failureUnconfirmed === true ? true : undefined,
             },
+      tokenKeys: Item.tokenKeys instanceof Set ? [...Item.tokenKeys].filter((entry) => typeof entry === 'string') : [],
     };
   }
 
@@ -254,6 +283,7 @@ export class DynamoDBTokenStore implements TokenStore {
   async completeExchange(connectorKey: string, lease: Lease, outcome: ExchangeOutcome): Promise<boolean> {
     const sets = ['authMethod = :method', 'authRevision = :revision', 'leaseUntil = :zero'];
     const values: Record<string, unknown> = {
+      ':tokenKeys': new Set([outcome.tokenKey]),
       ':method': outcome.authMethod,
       ':revision': outcome.authRevision,
       ':zero': 0,
@@ -289,7 +319,7 @@ export class DynamoDBTokenStore implements TokenStore {
         new UpdateCommand({
           TableName: this.#tableName,
           Key: stateKey(connectorKey),
-          UpdateExpression: `SET ${sets.join(', ')} REMOVE ${FAILURE_ATTRIBUTES.join(', ')}`,
+          UpdateExpression: `SET ${sets.join(', ')} ADD tokenKeys :tokenKeys REMOVE ${FAILURE_ATTRIBUTES.join(', ')}`,
           // The fence proves no other holder has taken the lease since: only then may this exchange's result count.
           ConditionExpression: 'leaseOwner = :owner AND fence = :fence',
           ExpressionAttributeValues: values,

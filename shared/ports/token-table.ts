@@ -1,5 +1,6 @@
 import type { CachedToken } from '../core/token-policy.ts';
 import type { ClientAuthMethod } from '../domain/oauth/client-auth.ts';
+import type { VendProfile } from '../domain/vend-profile.ts';
 
 /**
  * A refresh-token connector's chain as the vendor holds it: the table, not the connector document, is the home of
@@ -41,6 +42,8 @@ export interface ConnectorState {
   readonly reauthorization?: { readonly revision: string; readonly upstreamError: string } | undefined;
   /** The last failed token request, so callers who waited on it share its answer instead of repeating it. */
   readonly failure?: TokenFailure | undefined;
+  /** Every token key an exchange has cached for this connector (its scope sets): what a sync rewrites. */
+  readonly tokenKeys?: readonly string[] | undefined;
 }
 
 export interface TokenFailure {
@@ -78,6 +81,8 @@ export type LeaseAttempt = { readonly lease: Lease } | { readonly heldBy: LeaseV
 
 /** Everything a successful exchange leaves behind, written at once under the lease. */
 export interface ExchangeOutcome {
+  /** The token key the exchange was for, remembered on the state item so that a sync finds every cached token. */
+  readonly tokenKey: string;
   readonly authMethod: ClientAuthMethod;
   readonly authRevision: string;
   /** The chain after the exchange (refresh grant only); its `checkpointed` is written only when set (a new seed). */
@@ -86,12 +91,28 @@ export interface ExchangeOutcome {
   readonly head?: HeadToken | undefined;
 }
 
+/** A token item as the hit path reads it: the token, if it is still valid, and the connector's profile. */
+export interface TokenEntry {
+  readonly token?: CachedToken | undefined;
+  readonly profile?: VendProfile | undefined;
+}
+
 /** Cached tokens, one item per connector and scope set: what the hit path reads. */
 export interface TokenCache {
-  /** The cached token, or undefined when absent or expired (DynamoDB deletes expired items only lazily). */
+  /**
+   * The cached token, or undefined when absent or expired (DynamoDB deletes expired items only lazily). A strongly
+   * consistent read: what a lease holder decides on.
+   */
   getToken(key: string, now: number): Promise<CachedToken | undefined>;
-  /** Writes a token unless a holder with a newer fence already did; false when refused. */
-  putToken(key: string, token: CachedToken, fence: number): Promise<boolean>;
+  /**
+   * The token item for the hit path: an eventually consistent read (half the cost; a token is immutable and a copy
+   * a second old serves the same), with the profile a vend is authorized and answered by.
+   */
+  readEntry(key: string, now: number): Promise<TokenEntry>;
+  /** Writes a token and its connector's profile unless a holder with a newer fence already did; false when refused. */
+  putToken(key: string, token: CachedToken, fence: number, profile: VendProfile): Promise<boolean>;
+  /** Rewrites the profile beside a cached token (a sync after the document changed); nothing when there is no item. */
+  setProfile(key: string, profile: VendProfile): Promise<void>;
   /** Discards a cached token: its item, and the copy on the state item if the last exchange stored it there. */
   deleteToken(key: string): Promise<void>;
 }

@@ -57,5 +57,5 @@ export async function forceRefresh(deps: ForceRefreshDeps, request: VendRequest)
   const token = await deps.fetcher.fetch(target, { requirement, deadline });
   if (token === undefined) throw new VendorError('internal_error', 'No token was obtained.');
   memory.set(target.tokenKey, token, clock.now());
-  return toVendResponse(connector, token, clock.now());
+  return toVendResponse(connector.document, token, clock.now());
 }

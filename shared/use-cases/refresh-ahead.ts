@@ -1,8 +1,9 @@
 import { errorFields } from '../core/errors.ts';
-import { refKey, scopeKeyOf } from '../core/identifiers.ts';
+import { type ConnectorRef, refKey, scopeKeyOf } from '../core/identifiers.ts';
 import { LruCache } from '../core/lru.ts';
 import { type CachedToken, dueAt, serves } from '../core/token-policy.ts';
 import { within } from '../domain/deadline.ts';
+import { profileOf } from '../domain/vend-profile.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Log } from '../ports/log.ts';
 import type { RefreshDemand, RefreshRequests } from '../ports/refresh-requests.ts';
@@ -59,28 +60,38 @@ export interface RefreshAheadDeps {
   };
 }
 
+/** A served token's place: what a refresh ahead needs, the connector document only once it refreshes here. */
+export interface AheadTarget {
+  readonly ref: ConnectorRef;
+  readonly tokenKey: string;
+  readonly tokenRevision: string;
+  /** Reads the connector document for the fetch: served tokens never read it, refreshes do. */
+  readonly load: () => Promise<FetchTarget>;
+}
+
 /**
  * Past its refresh point (spread per process), a served token gets one refresh ahead; the token itself is still good
  * to serve, and is what the caller gets unless `inline` makes the one lease holder wait.
  */
 export async function refreshAheadIfDue(
   deps: RefreshAheadDeps,
-  target: FetchTarget,
+  target: AheadTarget,
   token: CachedToken,
 ): Promise<CachedToken> {
   const { clock, settings } = deps;
   if (clock.now() < dueAt(token, settings.defaultMinTtlSeconds * 1000, settings.refreshSpread)) return token;
-  const requirement = { tokenRevision: target.connector.tokenRevision, minTtlSeconds: 0, beforeRefreshPoint: true };
+  const requirement = { tokenRevision: target.tokenRevision, minTtlSeconds: 0, beforeRefreshPoint: true };
   if (settings.refreshAhead === 'async') return handOver(deps, target, token);
-  const refresh = deps.fetcher
-    .fetch(target, { requirement, background: true })
-    .then((fresh) => {
-      if (fresh !== undefined) deps.memory.set(target.tokenKey, fresh, clock.now());
+  const refresh = target
+    .load()
+    .then(async (loaded) => {
+      const fresh = await deps.fetcher.fetch(loaded, { requirement, background: true });
+      if (fresh !== undefined) deps.memory.set(target.tokenKey, fresh, clock.now(), profileOf(loaded.connector));
       return fresh ?? token;
     })
     .catch((error: unknown) => {
       deps.log.warn('refresh ahead failed; the cached token is still served', {
-        connector: refKey(target.connector.ref),
+        connector: refKey(target.ref),
         ...errorFields(error),
       });
       return token;
@@ -92,10 +103,10 @@ export async function refreshAheadIfDue(
  * `async`: another container may have refreshed already (the table is one read away); if not, the refresher gets a
  * demand. Either way this caller is served now, and nothing is left running after its response.
  */
-async function handOver(deps: RefreshAheadDeps, target: FetchTarget, token: CachedToken): Promise<CachedToken> {
+async function handOver(deps: RefreshAheadDeps, target: AheadTarget, token: CachedToken): Promise<CachedToken> {
   const { clock, refreshRequests } = deps;
   if (refreshRequests === undefined || !refreshRequests.shouldSend(target.tokenKey, clock.now())) return token;
-  const connector = refKey(target.connector.ref);
+  const connector = refKey(target.ref);
   try {
     const stored = await within(deps.store.getToken(target.tokenKey, clock.now()), HAND_OVER_WITHIN_MS, 'The table');
     const notDue = { tokenRevision: token.tokenRevision, minTtlSeconds: 0, beforeRefreshPoint: true };
@@ -106,7 +117,7 @@ async function handOver(deps: RefreshAheadDeps, target: FetchTarget, token: Cach
     // A refresh under way (a live lease) needs no demand: its token is in the table before the lease is free.
     const state = await within(deps.store.getState(connector, { secrets: false }), HAND_OVER_WITHIN_MS, 'The table');
     if (state.lease !== undefined && state.lease.until > clock.now()) return token;
-    const { family, connectorId } = target.connector.ref;
+    const { family, connectorId } = target.ref;
     const scopeKey = scopeKeyOf(target.tokenKey);
     await within(refreshRequests.send({ family, connectorId, scopeKey }), HAND_OVER_WITHIN_MS, 'The refresher');
   } catch (error) {

@@ -1,18 +1,11 @@
 import { invalidRequest } from '../core/errors.ts';
-import {
-  CONNECTOR_ID,
-  type ConnectorRef,
-  isFamily,
-  normalizeScope,
-  refKey,
-  splitScope,
-  tokenKeyOf,
-} from '../core/identifiers.ts';
+import { CONNECTOR_ID, type ConnectorRef, isFamily, normalizeScope, refKey, tokenKeyOf } from '../core/identifiers.ts';
 import type { CachedToken } from '../core/token-policy.ts';
 import type { VendResponse } from '../core/vend-response.ts';
 import type { Connector } from '../domain/connector.ts';
 import type { NetworkPolicy } from '../domain/network-policy.ts';
 import type { Caller } from '../domain/principals.ts';
+import { scopeKeyFor } from '../domain/vend-profile.ts';
 import type { Clock } from '../ports/clock.ts';
 import { type ConnectorDocuments, checkTokenUrl } from './connector-documents.ts';
 import type { FetchTarget } from './refresh/token-fetcher.ts';
@@ -65,21 +58,21 @@ export function resolveScope(
   connector: Connector,
   scopes: string[] | undefined,
 ): { tokenKey: string; scope: string | undefined } {
-  const configured = connector.document.scope;
-  const connectorKey = refKey(connector.ref);
-  if (scopes === undefined) return { tokenKey: tokenKeyOf(connectorKey), scope: configured };
-  const allowed = new Set(splitScope(configured ?? ''));
-  if (!scopes.every((scope) => allowed.has(scope))) {
-    throw invalidRequest("The requested scope is not a subset of the connector's scope.");
-  }
-  const requested = scopes.join(' ');
-  return scopes.length === allowed.size
-    ? { tokenKey: tokenKeyOf(connectorKey), scope: configured }
-    : { tokenKey: tokenKeyOf(connectorKey, requested), scope: requested };
+  const scopeKey = scopeKeyFor(connector.document, scopes);
+  return {
+    tokenKey: tokenKeyOf(refKey(connector.ref), scopeKey),
+    scope: scopeKey === '' ? connector.document.scope : scopeKey,
+  };
 }
 
-export function toVendResponse(connector: Connector, token: CachedToken, now: number): VendResponse {
-  const pattern = connector.document.headerAuthValuePattern ?? '{{token_type}} {{access_token}}';
+/** How the answer carries the token (CONTRACT §3): the connector's header name and value pattern. */
+export interface HeaderSettings {
+  readonly headerAuthKey?: string | undefined;
+  readonly headerAuthValuePattern?: string | undefined;
+}
+
+export function toVendResponse(settings: HeaderSettings, token: CachedToken, now: number): VendResponse {
+  const pattern = settings.headerAuthValuePattern ?? '{{token_type}} {{access_token}}';
   return {
     access_token: token.accessToken,
     token_type: token.tokenType,
@@ -87,7 +80,7 @@ export function toVendResponse(connector: Connector, token: CachedToken, now: nu
     expires_at: new Date(token.expiresAt).toISOString(),
     ...(token.scope === undefined ? {} : { scope: token.scope }),
     header: {
-      name: connector.document.headerAuthKey ?? 'Authorization',
+      name: settings.headerAuthKey ?? 'Authorization',
       // One pass, so a token that itself contains "{{token_type}}" is sent exactly as issued.
       value: pattern.replace(/\{\{(access_token|token_type)\}\}/g, (_match, name: string) =>
         name === 'access_token' ? token.accessToken : token.tokenType,

@@ -1,19 +1,31 @@
 import { errorFields, VendorError } from '../core/errors.ts';
-import { refKey } from '../core/identifiers.ts';
+import { type ConnectorRef, refKey, tokenKeyOf } from '../core/identifiers.ts';
 import { type CachedToken, serves, type TokenRequirement } from '../core/token-policy.ts';
 import type { VendResponse } from '../core/vend-response.ts';
-import type { Connector } from '../domain/connector.ts';
 import { within } from '../domain/deadline.ts';
 import type { NetworkPolicy } from '../domain/network-policy.ts';
+import { authorizeByProfile, profileOf, scopeKeyFor, type VendProfile } from '../domain/vend-profile.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Log } from '../ports/log.ts';
 import type { MetricsSink } from '../ports/metrics.ts';
-import type { ConnectorStateTable, TokenCache } from '../ports/token-table.ts';
+import type { ConnectorStateTable, TokenCache, TokenEntry } from '../ports/token-table.ts';
 import type { ConnectorDocuments } from './connector-documents.ts';
 import type { TokenFetcher } from './refresh/token-fetcher.ts';
-import { type RefreshAheadMode, refreshAheadIfDue, type ThrottledRefreshRequests } from './refresh-ahead.ts';
+import {
+  type AheadTarget,
+  type RefreshAheadMode,
+  refreshAheadIfDue,
+  type ThrottledRefreshRequests,
+} from './refresh-ahead.ts';
 import type { TokenMemory } from './token-memory.ts';
-import { prepareRequest, STILL_VALID_WITHIN_MS, toVendResponse, type VendRequest } from './vend-request.ts';
+import {
+  type HeaderSettings,
+  prepareRequest,
+  STILL_VALID_WITHIN_MS,
+  toVendResponse,
+  type VendRequest,
+  validateRequest,
+} from './vend-request.ts';
 
 export interface VendSettings {
   /** Where token URLs may point (CONTRACT §4: `http://` only to loopback, in local mode). */
@@ -48,39 +60,71 @@ export interface VendDeps {
 
 /**
  * The vending use case (CONTRACT §3, `GET /tokens/{family}/{connectorId}`): validate, authorize, then serve from
- * memory, from the table, or from one fetch shared by every process; refresh ahead of expiry.
+ * memory, from the table, or from one fetch shared by every process; refresh ahead of expiry. A token served from
+ * memory or the table is authorized and answered by the profile stored beside it: the hit path reads no secret.
  */
 export async function vendToken(deps: VendDeps, request: VendRequest): Promise<VendResponse> {
   const { clock, memory, metrics, settings } = deps;
-  const { connector, target, minTtlSeconds, started, deadline } = await prepareRequest(deps, request);
-  const { tokenKey } = target;
-  const requirement: TokenRequirement = {
-    tokenRevision: connector.tokenRevision,
-    minTtlSeconds: minTtlSeconds ?? settings.defaultMinTtlSeconds,
-  };
+  const started = clock.now();
+  const { ref, scopes, minTtlSeconds } = validateRequest(request);
+  const minTtl = minTtlSeconds ?? settings.defaultMinTtlSeconds;
+  const connectorKey = refKey(ref);
+  const ahead = (tokenKey: string, tokenRevision: string): AheadTarget => ({
+    ref,
+    tokenKey,
+    tokenRevision,
+    load: async () => (await prepareRequest(deps, request)).target,
+  });
 
-  const remembered = memory.get(tokenKey, clock.now(), settings.memoryStalenessMs);
-  if (remembered !== undefined && serves(remembered, requirement, clock.now())) {
-    metrics.count('MemoryHits');
-    return toVendResponse(connector, await refreshAheadIfDue(deps, target, remembered), clock.now());
-  }
-  // A token this process still holds is served if the table does not answer soon (CONTRACT §3).
-  const held = memory.peek(tokenKey, clock.now());
+  // The requested scope set names the token key unless it is the connector's whole scope: then a second look.
+  let tokenKey = tokenKeyOf(connectorKey, scopes?.join(' ') ?? '');
+  let held: { token: CachedToken; profile: VendProfile | undefined } | undefined;
   let stored: CachedToken | undefined;
-  try {
-    const read = deps.store.getToken(tokenKey, clock.now());
-    stored = await (held === undefined
-      ? read
-      : within(read, started + STILL_VALID_WITHIN_MS - clock.now(), 'The token table'));
-  } catch (error) {
-    // The table is down: a token this container still holds, of any age, beats a 503.
-    return serveStillValid(deps, connector, held, error);
+  for (let look = 0; look < 2; look++) {
+    const remembered = memory.getWithProfile(tokenKey, clock.now(), settings.memoryStalenessMs);
+    let entry: TokenEntry;
+    if (remembered !== undefined) {
+      entry = remembered;
+    } else {
+      // A token this process still holds is served if the table does not answer soon (CONTRACT §3).
+      held = memory.peek(tokenKey, clock.now());
+      try {
+        const read = deps.store.readEntry(tokenKey, clock.now());
+        entry = await (held === undefined
+          ? read
+          : within(read, started + STILL_VALID_WITHIN_MS - clock.now(), 'The token table'));
+      } catch (error) {
+        // The table is down: a token this container still holds, of any age, beats a 503.
+        if (held === undefined) throw error;
+        const profile = held.profile ?? profileOf((await prepareRequest(deps, request)).connector);
+        authorizeByProfile(profile, ref.family, request.caller);
+        return serveStillValid(deps, ref, profile, held.token, error);
+      }
+    }
+    const { profile, token } = entry;
+    if (profile === undefined) break;
+    authorizeByProfile(profile, ref.family, request.caller);
+    const rightKey = tokenKeyOf(connectorKey, scopeKeyFor(profile, scopes));
+    if (rightKey !== tokenKey) {
+      tokenKey = rightKey;
+      continue;
+    }
+    stored = token;
+    if (
+      token !== undefined &&
+      serves(token, { tokenRevision: profile.tokenRevision, minTtlSeconds: minTtl }, clock.now())
+    ) {
+      metrics.count(remembered === undefined ? 'TableHits' : 'MemoryHits');
+      if (remembered === undefined) memory.set(tokenKey, token, clock.now(), profile);
+      const served = await refreshAheadIfDue(deps, ahead(tokenKey, profile.tokenRevision), token);
+      return toVendResponse(profile, served, clock.now());
+    }
+    break;
   }
-  if (stored !== undefined && serves(stored, requirement, clock.now())) {
-    metrics.count('TableHits');
-    memory.set(tokenKey, stored, clock.now());
-    return toVendResponse(connector, await refreshAheadIfDue(deps, target, stored), clock.now());
-  }
+
+  // Nothing cached serves: the connector document decides (the secret is read only now), and one fetch is shared.
+  const { connector, target, deadline } = await prepareRequest(deps, request);
+  const requirement: TokenRequirement = { tokenRevision: connector.tokenRevision, minTtlSeconds: minTtl };
   let fetched: CachedToken | undefined;
   const fetchStarted = clock.now();
   try {
@@ -89,12 +133,15 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
     metrics.milliseconds('TokenFetchLatency', clock.now() - fetchStarted);
   } catch (error) {
     metrics.count('TokenFetchFailures');
-    const fallback = stored?.tokenRevision === connector.tokenRevision ? stored : held;
-    return serveStillValid(deps, connector, await stillCurrent(deps, tokenKey, fallback), error);
+    const sameKey = target.tokenKey === tokenKey;
+    const fallback =
+      sameKey && stored?.tokenRevision === connector.tokenRevision ? stored : sameKey ? held?.token : undefined;
+    const current = await stillCurrent(deps, target.tokenKey, fallback);
+    return serveStillValid(deps, ref, connector.document, current, error);
   }
   if (fetched === undefined) throw new VendorError('internal_error', 'No token was obtained.');
-  memory.set(tokenKey, fetched, clock.now());
-  return toVendResponse(connector, fetched, clock.now());
+  memory.set(target.tokenKey, fetched, clock.now(), profileOf(connector));
+  return toVendResponse(connector.document, fetched, clock.now());
 }
 
 /**
@@ -121,7 +168,8 @@ async function stillCurrent(
  */
 function serveStillValid(
   deps: Pick<VendDeps, 'clock' | 'log' | 'metrics'>,
-  connector: Connector,
+  ref: ConnectorRef,
+  header: HeaderSettings,
   token: CachedToken | undefined,
   error: unknown,
 ): VendResponse {
@@ -129,8 +177,8 @@ function serveStillValid(
   if (!unavailable || token === undefined || token.expiresAt <= deps.clock.now()) throw error;
   deps.metrics.count('StillValidServed');
   deps.log.warn('serving a still-valid cached token while the refresh fails', {
-    connector: refKey(connector.ref),
+    connector: refKey(ref),
     ...errorFields(error),
   });
-  return toVendResponse(connector, token, deps.clock.now());
+  return toVendResponse(header, token, deps.clock.now());
 }

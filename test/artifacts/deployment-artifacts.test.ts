@@ -10,6 +10,7 @@ import { EncryptionSdkSealer } from '../../shared/adapters/encryption-sdk-sealer
 import { FAMILIES, type Family, isFamily, refKey, tokenKeyOf } from '../../shared/core/identifiers.ts';
 import { TABLE_KEY, tokenItemKey } from '../../shared/core/table.ts';
 import { parseConnector } from '../../shared/domain/connector.ts';
+import { profileOf } from '../../shared/domain/vend-profile.ts';
 import {
   type ApiCaller,
   type DeployedFunction,
@@ -558,6 +559,7 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
             const document = connectorDocument(family, `https://localhost:${tripwire.port}/token`);
             for (const connectorId of [SERVED, COPIED, FOREIGN]) plant(family, connectorId, document);
             const tokenKey = (connectorId: string) => tokenKeyOf(refKey({ family, connectorId }));
+            const served = parseConnector({ family, connectorId: SERVED }, JSON.stringify(document));
             const token = {
               accessToken: SEALED_TOKENS[family],
               tokenType: 'Bearer',
@@ -565,9 +567,9 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
               issuedAt: now,
               expiresAt: now + 3_600_000,
               refreshAt: now + 3_000_000,
-              tokenRevision: parseConnector({ family, connectorId: SERVED }, JSON.stringify(document)).tokenRevision,
+              tokenRevision: served.tokenRevision,
             };
-            await store.putToken(tokenKey(SERVED), token, 1);
+            await store.putToken(tokenKey(SERVED), token, 1, profileOf(served));
             // The same item under another connector's key: its sealed value is bound to the first item.
             const { Item } = await dynamodb.send(
               new GetItemCommand({
@@ -582,7 +584,7 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
                 Item: { ...Item, [TABLE_KEY]: { S: tokenItemKey(tokenKey(COPIED)) } },
               }),
             );
-            await foreignStore.putToken(tokenKey(FOREIGN), token, 1);
+            await foreignStore.putToken(tokenKey(FOREIGN), token, 1, profileOf(served));
             const [route] = fn.routes.filter((candidate) => candidate.httpMethod === 'GET');
             if (route === undefined) throw new Error(`${fn.logicalId} has no GET route`);
             const events = [SERVED, COPIED, FOREIGN].map((connectorId) =>

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.ts';
 import type { CachedToken } from '../../shared/core/token-policy.ts';
 import { parseConnector } from '../../shared/domain/connector.ts';
+import type { TokenEntry } from '../../shared/ports/token-table.ts';
 import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, dynamoClient, type Harness, manualClock, startHarness } from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
@@ -12,6 +13,10 @@ class CountingStore extends DynamoDBTokenStore {
   override async getToken(key: string, now: number): Promise<CachedToken | undefined> {
     this.reads += 1;
     return super.getToken(key, now);
+  }
+  override async readEntry(key: string, now: number): Promise<TokenEntry> {
+    this.reads += 1;
+    return super.readEntry(key, now);
   }
 }
 
@@ -82,11 +87,15 @@ describe('Caching and refresh ahead', () => {
     // Act: past the refresh point (at most 80% of the 50 s the token serves a 60 s minTtl), not past serving.
     clock.advance(45_000);
     const stillServed = await vendor.vend('client-credentials', 'ahead');
-    await vi.waitFor(async () => {
-      expect((await harness.store.getToken('client-credentials/ahead#', clock.now()))?.accessToken).not.toBe(
-        first.access_token,
-      );
-    });
+    // Bounded by the test's timeout, not waitFor's 1 s default: a loaded machine is slower, not wrong.
+    await vi.waitFor(
+      async () => {
+        expect((await harness.store.getToken('client-credentials/ahead#', clock.now()))?.accessToken).not.toBe(
+          first.access_token,
+        );
+      },
+      { timeout: 10_000 },
+    );
     const refreshed = await vendor.vend('client-credentials', 'ahead');
 
     // Assess

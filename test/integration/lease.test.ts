@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CachedToken } from '../../shared/core/token-policy.ts';
+import type { VendProfile } from '../../shared/domain/vend-profile.ts';
 import type { Lease, LeaseAttempt } from '../../shared/ports/token-table.ts';
 import { type Harness, startHarness } from '../support/harness.ts';
 
@@ -12,6 +13,13 @@ const token = (accessToken: string, now: number): CachedToken => ({
   refreshAt: now + 2000_000,
   tokenRevision: 'r1',
 });
+
+const PROFILE: VendProfile = {
+  revision: 'd1',
+  tokenRevision: 'r1',
+  grantType: 'client_credentials',
+  allowedPrincipals: [],
+};
 
 /** The lease an attempt got, if it got one. */
 const leaseOf = (attempt: LeaseAttempt): Lease | undefined => ('lease' in attempt ? attempt.lease : undefined);
@@ -59,8 +67,8 @@ describe('Class: DynamoDBTokenStore (lease and fencing on dynalite)', () => {
     const current = leaseOf(await harness.store.acquireLease('c/three', 'new', now + 2_000, 10_000));
 
     // Act
-    const newer = await harness.store.putToken('c/three#', token('from-new', now), current?.fence ?? 0);
-    const stale = await harness.store.putToken('c/three#', token('from-old', now), old?.fence ?? 0);
+    const newer = await harness.store.putToken('c/three#', token('from-new', now), current?.fence ?? 0, PROFILE);
+    const stale = await harness.store.putToken('c/three#', token('from-old', now), old?.fence ?? 0, PROFILE);
 
     // Assess
     expect([newer, stale]).toEqual([true, false]);
@@ -73,6 +81,7 @@ describe('Class: DynamoDBTokenStore (lease and fencing on dynalite)', () => {
     const old = leaseOf(await harness.store.acquireLease('c/five', 'old', now, 1_000));
     const current = leaseOf(await harness.store.acquireLease('c/five', 'new', now + 2_000, 10_000));
     const outcome = (refreshToken: string, accessToken: string) => ({
+      tokenKey: 'c/five#',
       authMethod: 'basic' as const,
       authRevision: 'r1',
       chain: { refreshToken, held: [refreshToken] },

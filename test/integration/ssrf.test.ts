@@ -199,14 +199,19 @@ describe('Who decides which token URLs are allowed', () => {
       clientSecret: 's',
       allowedPrincipals: [CALLER_ROLE],
     });
-    const handler = tokenFunction('client-credentials', {
-      TOKEN_VENDOR_TABLE: harness.tableName,
-      TOKEN_VENDOR_CONNECTORS_DIR: harness.connectorsDir,
-      AWS_LAMBDA_FUNCTION_NAME: 'token-vendor-client-credentials',
-      // Never contacted: the token URL is refused before anything is read from the table.
-      TOKEN_VENDOR_TOKEN_KEY_ID: 'arn:aws:kms:us-east-1:000000000000:key/00000000-0000-0000-0000-000000000000',
-      POWERTOOLS_METRICS_DISABLED: 'true',
-    });
+    const handler = tokenFunction(
+      'client-credentials',
+      {
+        TOKEN_VENDOR_TABLE: harness.tableName,
+        TOKEN_VENDOR_CONNECTORS_DIR: harness.connectorsDir,
+        AWS_LAMBDA_FUNCTION_NAME: 'token-vendor-client-credentials',
+        // Never contacted: no token is cached, and the token URL is refused before one could be fetched.
+        TOKEN_VENDOR_TOKEN_KEY_ID: 'arn:aws:kms:us-east-1:000000000000:key/00000000-0000-0000-0000-000000000000',
+        POWERTOOLS_METRICS_DISABLED: 'true',
+      },
+      // The table it reads first (empty for this connector); the network policy still comes from the environment.
+      { store: harness.store },
+    );
     const event = {
       httpMethod: 'GET',
       resource: '/tokens/client-credentials/{connectorId}',

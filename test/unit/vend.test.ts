@@ -89,7 +89,7 @@ describe('Function: servesFor', () => {
 describe('Function: toVendResponse', () => {
   it('answers the CONTRACT §3 body with the default header', () => {
     // Act
-    const body = toVendResponse(connector(), token(), NOW + 188_000);
+    const body = toVendResponse(connector().document, token(), NOW + 188_000);
 
     // Assess
     expect(body).toEqual({
@@ -110,7 +110,7 @@ describe('Function: toVendResponse', () => {
     });
 
     // Act
-    const body = toVendResponse(custom, token(), NOW);
+    const body = toVendResponse(custom.document, token(), NOW);
 
     // Assess
     expect(body.header).toEqual({ name: 'X-Api-Token', value: 'Token=access-token-1;type=Bearer' });
@@ -121,7 +121,7 @@ describe('Function: toVendResponse', () => {
     const custom = connector({ headerAuthValuePattern: '{{access_token}} {{access_token}}' });
 
     // Act
-    const body = toVendResponse(custom, token(), NOW);
+    const body = toVendResponse(custom.document, token(), NOW);
 
     // Assess
     expect(body.header.value).toBe('access-token-1 access-token-1');
@@ -133,7 +133,7 @@ describe('Function: toVendResponse', () => {
       fc.property(
         fc.oneof(fc.string({ minLength: 1 }), fc.constantFrom('abc{{token_type}}def', '{{access_token}}')),
         (accessToken) => {
-          const body = toVendResponse(connector(), token({ accessToken }), NOW);
+          const body = toVendResponse(connector().document, token({ accessToken }), NOW);
           expect(body.header.value).toBe(`Bearer ${accessToken}`);
         },
       ),
@@ -142,7 +142,7 @@ describe('Function: toVendResponse', () => {
 
   it('leaves out scope when the token has none', () => {
     // Act
-    const body = toVendResponse(connector(), token({ scope: undefined }), NOW);
+    const body = toVendResponse(connector().document, token({ scope: undefined }), NOW);
 
     // Assess
     expect(body).not.toHaveProperty('scope');
@@ -150,7 +150,7 @@ describe('Function: toVendResponse', () => {
 
   it('never reports a negative expires_in', () => {
     // Act
-    const body = toVendResponse(connector(), token(), NOW + 2 * HOUR);
+    const body = toVendResponse(connector().document, token(), NOW + 2 * HOUR);
 
     // Assess
     expect(body.expires_in).toBe(0);
@@ -158,7 +158,7 @@ describe('Function: toVendResponse', () => {
 
   it('rounds expires_in down to whole seconds', () => {
     // Act
-    const body = toVendResponse(connector(), token(), NOW + 999);
+    const body = toVendResponse(connector().document, token(), NOW + 999);
 
     // Assess
     expect(body.expires_in).toBe(3599);
@@ -166,7 +166,7 @@ describe('Function: toVendResponse', () => {
 
   it('never returns a refresh token', () => {
     // Act
-    const body = toVendResponse(connector(), token(), NOW);
+    const body = toVendResponse(connector().document, token(), NOW);
 
     // Assess
     expect(Object.keys(body).sort()).toEqual([

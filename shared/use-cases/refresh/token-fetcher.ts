@@ -5,6 +5,7 @@ import { LruCache } from '../../core/lru.ts';
 import { type CachedToken, refreshAtFor, serves, type TokenRequirement } from '../../core/token-policy.ts';
 import type { Connector } from '../../domain/connector.ts';
 import { requestToken, type TokenResult } from '../../domain/oauth/token-client.ts';
+import { profileOf } from '../../domain/vend-profile.ts';
 import type { Clock } from '../../ports/clock.ts';
 import type { ConnectorSource } from '../../ports/connector-store.ts';
 import type { HttpClient } from '../../ports/http.ts';
@@ -210,14 +211,19 @@ export class TokenFetcher {
       const token = this.#toCachedToken(result, target, issuedAt);
       this.#noteBroaderScope(target, result.tokens.scope);
       const next = chain === undefined ? undefined : nextChain(chain, result.tokens.refreshToken, state.chain);
+      // The profile a vend served from the cache is authorized and answered by: from the document just used.
+      const profile = profileOf(connector);
       if (next === undefined) {
         // Other grants publish before freeing the lease, so whoever finds it free finds this token too.
-        await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
+        await this.#bestEffort('cache token', connectorKey, () =>
+          store.putToken(target.tokenKey, token, lease.fence, profile),
+        );
       }
       // A refresh grant's one write stores what the server answered, under the lease: the refresh token, which
       // cannot be fetched again, goes nowhere else first, and its access token is published with it.
       const completed = await this.#bestEffort('store the exchange', connectorKey, () =>
         store.completeExchange(connectorKey, lease, {
+          tokenKey: target.tokenKey,
           authMethod: result.authMethod,
           authRevision: connector.tokenRevision,
           chain: next,
@@ -240,7 +246,9 @@ export class TokenFetcher {
       released = true;
       if (next === undefined) return token;
       this.#chains.stored(connectorKey);
-      await this.#bestEffort('cache token', connectorKey, () => store.putToken(target.tokenKey, token, lease.fence));
+      await this.#bestEffort('cache token', connectorKey, () =>
+        store.putToken(target.tokenKey, token, lease.fence, profile),
+      );
       await this.#chains.checkpoint(connector, next);
       return token;
     } finally {
