@@ -97,6 +97,8 @@ const FUNCTION_NAMES: Record<Family | 'rotate', string> = {
 };
 /** EventBridge Scheduler's event to the scheduled function (its default payload). */
 const SCHEDULED_EVENT = {};
+/** The reconciliation's scheduled event: sync the connectors whose documents changed. */
+const RECONCILE_EVENT = { reconcile: {} };
 
 /**
  * The functions, as local mode runs them: in this process by default (a long-lived server: refresh ahead runs
@@ -121,7 +123,10 @@ async function startFunctions(
         password: handler('password'),
         'refresh-token': handler('refresh-token'),
       },
-      rotate: () => rotate(SCHEDULED_EVENT, {} as never),
+      rotate: async () => {
+        await rotate(RECONCILE_EVENT, {} as never);
+        return rotate(SCHEDULED_EVENT, {} as never);
+      },
     };
   }
   const pools = new Map<string, FunctionPool>();
@@ -156,7 +161,13 @@ async function startFunctions(
   closers.push(async () => {
     for (const functionPool of pools.values()) functionPool.close();
   });
-  return { handlers, rotate: () => rotatePool.invoke(SCHEDULED_EVENT) };
+  return {
+    handlers,
+    rotate: async () => {
+      await rotatePool.invoke(RECONCILE_EVENT);
+      return rotatePool.invoke(SCHEDULED_EVENT);
+    },
+  };
 }
 
 async function main(): Promise<void> {

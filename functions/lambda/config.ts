@@ -44,10 +44,16 @@ const configSchema = z.object({
   TOKEN_VENDOR_REFRESH_AHEAD: z.enum(['background', 'inline', 'async']).optional(),
   /** A refresh-token connector is exercised at least this often, even when nobody vends it. */
   TOKEN_VENDOR_IDLE_REFRESH_SECONDS: seconds(24 * 3600),
+  /**
+   * A reconciliation syncs connectors changed this far back: its own interval plus the minutes by which Secrets
+   * Manager's listing may lag a change, so no change falls between two runs.
+   */
+  TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: seconds(15 * 60),
 });
 
 export interface Config {
   readonly tableName: string;
+  readonly reconcileWindowMs: number;
   readonly connectorsDir: string | undefined;
   readonly secretPrefix: string;
   readonly forcedRefreshSpacingMs: number;
@@ -91,6 +97,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   }
   return {
     tableName: c.TOKEN_VENDOR_TABLE,
+    reconcileWindowMs: c.TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS * 1000,
     connectorsDir: c.TOKEN_VENDOR_CONNECTORS_DIR,
     secretPrefix: c.TOKEN_VENDOR_SECRET_PREFIX,
     forcedRefreshSpacingMs: c.TOKEN_VENDOR_FORCED_REFRESH_SECONDS * 1000,

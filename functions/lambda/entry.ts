@@ -6,8 +6,10 @@ import { createLogger } from '../../shared/adapters/powertools-logger.ts';
 import { createMetrics, powertoolsSink } from '../../shared/adapters/powertools-metrics.ts';
 import { VendorError } from '../../shared/core/errors.ts';
 import { CONNECTOR_ID, FAMILIES, type Family, normalizeScope } from '../../shared/core/identifiers.ts';
+import { refFromSecretName } from '../../shared/core/settings.ts';
 import { refreshDemanded } from '../../shared/use-cases/refresh-demanded.ts';
 import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
+import { reconcileConnectors, syncConnector } from '../../shared/use-cases/sync.ts';
 import { createTokenHandler } from './api.ts';
 import { createRuntime, type RuntimeOverrides } from './composition.ts';
 import { loadConfig } from './config.ts';
@@ -25,18 +27,40 @@ export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverri
   return createTokenHandler(family, deps, logger, metrics);
 }
 
+const connectorRef = z.object({
+  family: z.enum(Object.keys(FAMILIES) as [Family, ...Family[]]),
+  connectorId: z.string().regex(CONNECTOR_ID),
+});
+
 /** A demand from a vend's `async` refresh ahead (any other event is the schedule's). */
 const demandEvent = z.object({
-  refresh: z.object({
-    family: z.enum(Object.keys(FAMILIES) as [Family, ...Family[]]),
-    connectorId: z.string().regex(CONNECTOR_ID),
+  refresh: connectorRef.extend({
     scopeKey: z.string().refine((value) => value === '' || normalizeScope(value)?.join(' ') === value),
   }),
 });
 
+/** `{ sync }`: a connector document changed (the CLI says so); `{ reconcile }`: sync what the listing says changed. */
+const syncEvent = z.object({ sync: connectorRef });
+const reconcileEvent = z.object({ reconcile: z.object({}) });
 /**
- * The scheduled function, also the refresher: EventBridge Scheduler's events run the scheduled rotation; a
- * `{ refresh }` event (an asynchronous invocation from a vend) refreshes that one token.
+ * EventBridge's copy of a Secrets Manager API call, delivered through CloudTrail (the construct's rule passes only
+ * calls that change a secret under the prefix).
+ */
+const secretChangedEvent = z.object({
+  source: z.literal('aws.secretsmanager'),
+  detail: z.object({ requestParameters: z.object({ secretId: z.string() }) }),
+});
+
+/** The secret name in a `secretId`, which is a name or an ARN (`…:secret:<name>-<6 random characters>`). */
+const secretNameOf = (secretId: string): string =>
+  secretId.startsWith('arn:')
+    ? secretId.slice(secretId.indexOf(':secret:') + 8).replace(/-[A-Za-z0-9]{6}$/, '')
+    : secretId;
+
+/**
+ * The scheduled function, also the refresher and the syncer: EventBridge Scheduler's events run the scheduled
+ * rotation (`{ reconcile }` the reconciliation); a `{ refresh }` event (an asynchronous invocation from a vend)
+ * refreshes that one token; a `{ sync }` event or a secret change from EventBridge syncs that connector.
  */
 export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
   const logger = createLogger();
@@ -64,6 +88,25 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
           logger.warn('demanded refresh failed', { error: error.code, upstreamError: error.upstreamError });
           return { refreshed: false, error: error.code };
         }
+      }
+      const changed = secretChangedEvent.safeParse(event);
+      const sync = syncEvent.safeParse(event);
+      const ref = sync.success
+        ? sync.data.sync
+        : changed.success
+          ? refFromSecretName(config.secretPrefix, secretNameOf(changed.data.detail.requestParameters.secretId))
+          : undefined;
+      if (sync.success || changed.success) {
+        if (ref === undefined) return { synced: false };
+        logger.appendKeys({ connector: `${ref.family}/${ref.connectorId}` });
+        const outcome = await syncConnector(deps, ref);
+        logger.info('connector synced', { outcome });
+        return { synced: true, outcome };
+      }
+      if (reconcileEvent.safeParse(event).success) {
+        const report = await reconcileConnectors(deps, deps.clock.now() - config.reconcileWindowMs);
+        logger.info('connectors reconciled', { ...report });
+        return report;
       }
       return rotateConnectors(deps, { budgetMs: config.rotateBudgetMs, idleRefreshMs: config.idleRefreshMs });
     });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VendorError } from '../core/errors.ts';
 import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from '../core/identifiers.ts';
@@ -66,5 +66,18 @@ export class FileConnectorSource implements ConnectorSource {
       }
     }
     return refs.sort((a, b) => `${a.family}/${a.connectorId}`.localeCompare(`${b.family}/${b.connectorId}`));
+  }
+
+  async listChanged(since: number): Promise<ConnectorRef[]> {
+    const changed: ConnectorRef[] = [];
+    for (const ref of await this.list()) {
+      const modified = await stat(this.#path(ref)).then(
+        (stats) => stats.mtimeMs,
+        // Gone since it was listed: a change too (the sync finds no document and discards its tokens).
+        () => Number.POSITIVE_INFINITY,
+      );
+      if (modified >= since) changed.push(ref);
+    }
+    return changed;
   }
 }

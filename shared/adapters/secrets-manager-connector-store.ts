@@ -89,7 +89,16 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
   }
 
   async list(): Promise<ConnectorRef[]> {
-    const refs: ConnectorRef[] = [];
+    return (await this.#listAll()).map(({ ref }) => ref);
+  }
+
+  async listChanged(since: number): Promise<ConnectorRef[]> {
+    // ListSecrets has no filter on the date: the pages are walked, the secrets themselves are not read.
+    return (await this.#listAll()).filter(({ changedAt }) => changedAt >= since).map(({ ref }) => ref);
+  }
+
+  async #listAll(): Promise<{ ref: ConnectorRef; changedAt: number }[]> {
+    const listed: { ref: ConnectorRef; changedAt: number }[] = [];
     let nextToken: string | undefined;
     do {
       const page = await this.#client
@@ -105,10 +114,12 @@ export class SecretsManagerConnectorSource implements ConnectorSource {
         });
       for (const secret of page.SecretList ?? []) {
         const ref = refFromSecretName(this.#prefix, secret.Name ?? '');
-        if (ref !== undefined) refs.push(ref);
+        // A secret without a change date counts as changed: reading it once too often is the safe mistake.
+        const changedAt = secret.LastChangedDate?.getTime() ?? Number.POSITIVE_INFINITY;
+        if (ref !== undefined) listed.push({ ref, changedAt });
       }
       nextToken = page.NextToken;
     } while (nextToken !== undefined);
-    return refs;
+    return listed;
   }
 }

@@ -19,6 +19,11 @@ export interface ConnectorSource {
   /** Every connector the source holds. */
   list(): Promise<ConnectorRef[]>;
   /**
+   * Connectors whose document changed at or after `since` (epoch ms), from the listing alone (Secrets Manager's
+   * `LastChangedDate`, a file's modification time): what a reconciliation reads, instead of every document.
+   */
+  listChanged(since: number): Promise<ConnectorRef[]>;
+  /**
    * Minimum spacing of the vendor's checkpoint writes per connector: none for files; Secrets Manager asks for at
    * most one `PutSecretValue` per secret every 10 minutes.
    */

@@ -10,6 +10,7 @@ import {
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import { localCredentials } from '../support/harness.ts';
 import {
   type LocalFixture,
@@ -53,6 +54,16 @@ const refreshingRun = (line: string) => {
   if (!line.includes('scheduled rotation finished')) return false;
   try {
     return ((JSON.parse(line) as { refreshed?: number }).refreshed ?? 0) > 0;
+  } catch {
+    return false;
+  }
+};
+
+/** A reconciliation's summary line that found no connector changed in its window. */
+const reconciledNothing = (line: string) => {
+  if (!line.includes('connectors reconciled')) return false;
+  try {
+    return (JSON.parse(line) as { changed?: number }).changed === 0;
   } catch {
     return false;
   }
@@ -328,5 +339,103 @@ describe('Local mode with connectors in Secrets Manager (TOKEN_VENDOR_SECRET_PRE
     expect(lambda.output()).toContain('with Lambda semantics; connectors from Secrets Manager under tv/');
     expect(lambda.output()).not.toMatch(/DEMO MODE|demo-connectors/);
     expect(await readdir(cwd)).toEqual([]);
+  });
+});
+
+describe('Connector changes reach cached tokens (Secrets Manager, two processes on one table)', () => {
+  let oidc: OidcServer;
+  let sm: SecretsManagerServer;
+  let dynamo: EmbeddedDynamoDB;
+  let fixture: LocalFixture;
+  let scheduler: LocalMode;
+  let lambda: LocalMode;
+  const started: LocalMode[] = [];
+
+  beforeAll(async () => {
+    oidc = await startOidcServer({
+      clients: [
+        {
+          client_id: 'sm-cc',
+          client_secret: 'sm-cc-secret',
+          token_endpoint_auth_method: 'client_secret_basic',
+          grant_types: ['client_credentials'],
+        },
+      ],
+    });
+    sm = await startSecretsManagerServer();
+    dynamo = await startEmbeddedDynamoDB();
+    fixture = await prepareLocalFixture({}, { CALLER }, dynamo.endpoint);
+    const { TOKEN_VENDOR_CONNECTORS_DIR: _folder, ...fixtureEnv } = fixture.env;
+    const env = { ...fixtureEnv, TOKEN_VENDOR_SECRET_PREFIX: 'tv', AWS_ENDPOINT_URL_SECRETS_MANAGER: sm.endpoint };
+    const settled = await Promise.allSettled([
+      // The schedule, every second; it syncs connectors whose secrets changed in the last 3 s.
+      startLocalMode({
+        ...env,
+        TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '1',
+        TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: '3',
+      }),
+      // The vends, as in AWS: no schedule of their own, and a secret cache that never holds, so that any secret
+      // read on the hit path would show.
+      startLocalMode({
+        ...env,
+        TOKEN_VENDOR_LAMBDA: '1',
+        TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: '0',
+        TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: '1',
+      }),
+    ]);
+    for (const result of settled) if (result.status === 'fulfilled') started.push(result.value);
+    for (const result of settled) if (result.status === 'rejected') throw result.reason;
+    [scheduler, lambda] = started as [LocalMode, LocalMode];
+  }, 30_000);
+  afterAll(async () => {
+    await Promise.all(started.map((process) => process.stop()));
+    await dynamo?.close();
+    await oidc?.close();
+    await sm?.close();
+    await fixture?.cleanup();
+  });
+
+  it('refuses a principal removed from a secret within the schedule interval, reading no secret on the hit path', async () => {
+    // Prepare: a connector, vended once (the fetch reads its secret).
+    const secret = 'tv/client-credentials/revoked';
+    const document = (allowedPrincipals: string[]) =>
+      JSON.stringify({
+        grantType: 'client_credentials',
+        tokenUrl: oidc.tokenUrl,
+        clientId: 'sm-cc',
+        clientSecret: 'sm-cc-secret',
+        allowedPrincipals,
+      });
+    sm.put(secret, document(['111122223333']));
+    const url = `${lambda.url}/tokens/client-credentials/revoked`;
+    const first = await signedFetch(url, CALLER);
+    await first.arrayBuffer();
+    // Past the reconciliation window, the schedule no longer reads this secret either.
+    await within(nextLine(scheduler, reconciledNothing), 15_000, 'a reconciliation with nothing changed');
+    const readsBefore = sm.readsBySecret.get(secret) ?? 0;
+
+    // Act: vends served from the cache, then the principal removed.
+    const statuses: number[] = [];
+    for (let index = 0; index < 20; index += 1) {
+      const response = await signedFetch(url, CALLER);
+      await response.arrayBuffer();
+      statuses.push(response.status);
+    }
+    const hitPathReads = (sm.readsBySecret.get(secret) ?? 0) - readsBefore;
+    const revokedAt = Date.now();
+    sm.put(secret, document(['arn:aws:iam::444455556666:role/someone-else']));
+    // Asked until refused, for at most 10 s: a vend is the only way to observe it.
+    let refused: number | undefined;
+    while (refused === undefined && Date.now() - revokedAt < 10_000) {
+      const response = await signedFetch(url, CALLER);
+      await response.arrayBuffer();
+      if (response.status === 403) refused = Date.now() - revokedAt;
+    }
+
+    // Assess: the documented bound in local mode is the schedule's interval (1 s) plus the memory's staleness (1 s).
+    expect(first.status).toBe(200);
+    expect(statuses).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(hitPathReads).toBe(0);
+    expect(refused).toBeDefined();
   });
 });

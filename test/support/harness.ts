@@ -46,6 +46,9 @@ export class SwitchableSource implements ConnectorSource {
   list() {
     return this.#inner.list();
   }
+  listChanged(since: number) {
+    return this.#inner.listChanged(since);
+  }
   get checkpointIntervalMs() {
     return this.#inner.checkpointIntervalMs;
   }

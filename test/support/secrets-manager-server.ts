@@ -109,6 +109,8 @@ export interface SecretsManagerServer {
   readonly failing: Set<string>;
   /** PutSecretValue calls by SecretId: every call that reached the server, failed and idempotent repeats included. */
   readonly putsBySecret: Map<string, number>;
+  /** GetSecretValue calls by SecretId. */
+  readonly readsBySecret: Map<string, number>;
   /**
    * Creates the secret with `value` as its `AWSCURRENT` version or, when it exists, adds `value` as a new
    * `AWSCURRENT` version (an operator's `put-secret-value`). Returns the new version's ID.
@@ -141,6 +143,7 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
   const hung = new Set<string>();
   const failing = new Set<string>();
   const putsBySecret = new Map<string, number>();
+  const readsBySecret = new Map<string, number>();
   const waiters: { operation: string; remaining: number; resolve: () => void }[] = [];
   const notify = (operation: string) => {
     for (const waiter of [...waiters]) {
@@ -172,6 +175,7 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
         fail('ResourceNotFoundException', message);
       const secretId = String(input.SecretId ?? '');
       if (operation === 'PutSecretValue') putsBySecret.set(secretId, (putsBySecret.get(secretId) ?? 0) + 1);
+      if (operation === 'GetSecretValue') readsBySecret.set(secretId, (readsBySecret.get(secretId) ?? 0) + 1);
       if (hung.has(operation)) return notify(operation);
       if (failing.has(operation))
         return answer(500, { __type: 'InternalServiceError', message: 'An error occurred on the server side.' });
@@ -259,7 +263,14 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
           const start = Number(input.NextToken ?? 0);
           const page = names.slice(start, start + pageSize);
           return answer(200, {
-            SecretList: page.map((name) => ({ ARN: secrets.get(name)?.arn, Name: name })),
+            SecretList: page.map((name) => {
+              const secret = secrets.get(name);
+              return {
+                ARN: secret?.arn,
+                Name: name,
+                ...(secret === undefined ? {} : { LastChangedDate: epochSeconds(secret.lastChangedDate) }),
+              };
+            }),
             ...(start + pageSize < names.length ? { NextToken: String(start + pageSize) } : {}),
           });
         }
@@ -278,6 +289,7 @@ export async function startSecretsManagerServer(pageSize = 2): Promise<SecretsMa
     hung,
     failing,
     putsBySecret,
+    readsBySecret,
     put(name, value) {
       const secret = secrets.get(name) ?? new Secret(name);
       secrets.set(name, secret);
