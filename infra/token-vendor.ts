@@ -4,6 +4,8 @@ import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -250,6 +252,10 @@ export class TokenVendor extends Construct {
   public readonly rotateFunction: TokenVendorFunction;
   /** The schedule that invokes the scheduled function. */
   public readonly rotationSchedule: scheduler.Schedule;
+  /** The schedule that reconciles cached tokens with connector secrets that changed (the listing's dates). */
+  public readonly reconciliationSchedule: scheduler.Schedule;
+  /** Secret changes (through CloudTrail) that sync their connector at once. */
+  public readonly secretChangesRule: events.Rule;
   /** Any error of the scheduled function (a run that failed as a whole). */
   public readonly rotateErrorsAlarm: cloudwatch.Alarm;
   /** Connectors the scheduled run could not refresh (the functions' `ScheduledRunFailures` metric). */
@@ -319,8 +325,14 @@ export class TokenVendor extends Construct {
       logLevel: config.logLevel,
     };
 
+    const schedule = config.rotationSchedule;
     this.rotateFunction = new TokenVendorFunction(this, 'RotateFunction', {
       ...common,
+      environment: {
+        ...environment,
+        // A reconciliation looks back over its interval plus the minutes Secrets Manager's listing may lag.
+        ...(schedule instanceof Duration ? { [ENV.reconcileWindowSeconds]: String(schedule.toSeconds() + 600) } : {}),
+      },
       entry: `${repoRoot}functions/rotate.ts`,
       description:
         'Token vendor: refreshes refresh-token and prewarm connectors on a schedule, and due tokens on demand',
@@ -357,7 +369,8 @@ export class TokenVendor extends Construct {
     }
     this.functions = functions;
 
-    this.rotationSchedule = this.#schedule(config.rotationSchedule);
+    [this.rotationSchedule, this.reconciliationSchedule] = this.#schedules(config.rotationSchedule);
+    this.secretChangesRule = this.#secretChanges(config.secretPrefix);
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
       retention: config.logRetention,
       removalPolicy: config.removalPolicy,
@@ -378,7 +391,41 @@ export class TokenVendor extends Construct {
     }
   }
 
-  #schedule(rotation: Duration | scheduler.ScheduleExpression): scheduler.Schedule {
+  /**
+   * Secrets Manager calls that change a connector's secret, as EventBridge receives them from CloudTrail (an
+   * account needs a trail for these; delivery is best effort): each one syncs that connector at once. The
+   * reconciliation schedule catches what this misses.
+   */
+  #secretChanges(secretPrefix: string): events.Rule {
+    const { partition, region, account } = Stack.of(this);
+    return new events.Rule(this, 'SecretChanges', {
+      description: 'Token vendor: syncs cached tokens with a connector secret that changed',
+      eventPattern: {
+        source: ['aws.secretsmanager'],
+        detailType: ['AWS API Call via CloudTrail'],
+        detail: {
+          eventSource: ['secretsmanager.amazonaws.com'],
+          eventName: ['PutSecretValue', 'UpdateSecret', 'UpdateSecretVersionStage', 'DeleteSecret', 'RestoreSecret'],
+          requestParameters: {
+            // A secretId is the secret's name or its ARN.
+            secretId: [
+              { prefix: `${secretPrefix}/` },
+              { prefix: `arn:${partition}:secretsmanager:${region}:${account}:secret:${secretPrefix}/` },
+            ],
+          },
+        },
+      },
+      targets: [
+        new eventsTargets.LambdaFunction(this.rotateFunction.function, {
+          retryAttempts: 4,
+          maxEventAge: Duration.hours(1),
+        }),
+      ],
+    });
+  }
+
+  /** The rotation schedule and the reconciliation schedule, at the same rate. */
+  #schedules(rotation: Duration | scheduler.ScheduleExpression): [scheduler.Schedule, scheduler.Schedule] {
     const role = new iam.Role(this, 'RotationScheduleRole', {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
         // Confused-deputy guard: only schedules of this account may use the role.
@@ -392,10 +439,23 @@ export class TokenVendor extends Construct {
       retryAttempts: 0,
       maxEventAge: Duration.minutes(1),
     });
+    const expression = rotation instanceof Duration ? scheduler.ScheduleExpression.rate(rotation) : rotation;
     const schedule = new scheduler.Schedule(this, 'RotationSchedule', {
-      schedule: rotation instanceof Duration ? scheduler.ScheduleExpression.rate(rotation) : rotation,
+      schedule: expression,
       target,
       description: 'Token vendor: keeps refresh-token and prewarm connectors fresh',
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+    // Its own invocation, so listing every secret never eats into the refreshes' budget.
+    const reconciliation = new scheduler.Schedule(this, 'ReconciliationSchedule', {
+      schedule: expression,
+      target: new schedulerTargets.LambdaInvoke(this.rotateFunction.function, {
+        role,
+        retryAttempts: 0,
+        maxEventAge: Duration.minutes(1),
+        input: scheduler.ScheduleTargetInput.fromObject({ reconcile: {} }),
+      }),
+      description: 'Token vendor: syncs cached tokens with connector secrets changed since the last runs',
       timeWindow: scheduler.TimeWindow.off(),
     });
     acknowledge(
@@ -404,7 +464,7 @@ export class TokenVendor extends Construct {
       'lambda:InvokeFunction on the rotate function only: LambdaInvoke grants through Function.grantInvoke, whose ' +
         '":*" covers the versions and aliases of that one function.',
     );
-    return schedule;
+    return [schedule, reconciliation];
   }
 
   #api(config: Resolved): apigateway.RestApi {

@@ -28,6 +28,7 @@ export const ENV = {
   allowPrivateNetworks: 'TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS',
   refreshFunction: 'TOKEN_VENDOR_REFRESH_FUNCTION',
   tokenKeyId: 'TOKEN_VENDOR_TOKEN_KEY_ID',
+  reconcileWindowSeconds: 'TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS',
 } as const;
 
 /** The encryption-context key that binds a sealed token value to its table item (KMS conditions name it). */

@@ -319,11 +319,37 @@ describe('Construct: TokenVendor', () => {
     it('lets only the deployed stage invoke the functions (no test-invoke permission)', () => {
       // Assess
       const permissions = Object.values(defaults.template.findResources('AWS::Lambda::Permission'));
-      expect(permissions).toHaveLength(6);
-      for (const permission of permissions) {
-        expect(permission.Properties.Principal).toBe('apigateway.amazonaws.com');
+      const fromApi = permissions.filter(
+        (permission) => permission.Properties.Principal === 'apigateway.amazonaws.com',
+      );
+      const others = permissions.filter((permission) => permission.Properties.Principal !== 'apigateway.amazonaws.com');
+      expect(fromApi).toHaveLength(6);
+      for (const permission of fromApi) {
         expect(flattenCfn(permission.Properties.SourceArn)).toMatch(/\/<[A-Za-z0-9]+>\/(GET|POST)\/tokens\//);
       }
+      // The one other: the secret-changes rule may invoke the rotate function.
+      expect(others.map((permission) => permission.Properties.Principal)).toEqual(['events.amazonaws.com']);
+      expect(flattenCfn(others[0]?.Properties.SourceArn)).toMatch(/SecretChanges/);
+    });
+
+    it('syncs a connector when Secrets Manager reports a change to a secret under the prefix', () => {
+      // Assess
+      const rules = Object.values(defaults.template.findResources('AWS::Events::Rule'));
+      expect(rules).toHaveLength(1);
+      const pattern = rules[0]?.Properties.EventPattern;
+      expect(pattern).toMatchObject({
+        source: ['aws.secretsmanager'],
+        'detail-type': ['AWS API Call via CloudTrail'],
+        detail: { eventName: expect.arrayContaining(['PutSecretValue', 'UpdateSecret', 'DeleteSecret']) },
+      });
+      const prefixes = flattenCfn(pattern.detail.requestParameters.secretId);
+      expect(prefixes).toContain('token-vendor/');
+      expect(prefixes).toMatch(/:secret:token-vendor\//);
+      const schedules = Object.values(defaults.template.findResources('AWS::Scheduler::Schedule'));
+      expect(schedules.map((schedule) => schedule.Properties.Target.Input ?? '{}').sort()).toEqual([
+        '{"reconcile":{}}',
+        '{}',
+      ]);
     });
   });
 

@@ -15,6 +15,7 @@ import { CONNECTOR_ID, FAMILIES } from '../../shared/core/identifiers.ts';
 import { parseConnector } from '../../shared/domain/connector.ts';
 import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
 import { ConnectorDocuments } from '../../shared/use-cases/connector-documents.ts';
+import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
 import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
 import { CapturedLog } from '../support/harness.ts';
 import {
@@ -160,6 +161,10 @@ describe('OpenAPI document (openapi/openapi.json)', () => {
     const deps = {
       documents: new ConnectorDocuments(nowhere, new CapturedLog()),
       clock: systemClock,
+      memory: new TokenMemory(),
+      // Nothing cached: every well-formed request goes on to the (missing) connector document.
+      store: { readEntry: async () => ({}) },
+      settings: { defaultMinTtlSeconds: 60, memoryStalenessMs: 10_000, network: { allowLoopback: false } },
     } as unknown as VendDeps;
     const serviceAccepts = async (connectorId: string, query: Record<string, string>) => {
       const event = {

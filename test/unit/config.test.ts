@@ -47,6 +47,7 @@ describe('Function: loadConfig', () => {
       TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS: 'true',
       TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: '240',
       TOKEN_VENDOR_IDLE_REFRESH_SECONDS: '3600',
+      TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: '900',
     });
 
     // Assess
@@ -67,6 +68,7 @@ describe('Function: loadConfig', () => {
       rotateBudgetMs: 240_000,
       refreshAhead: 'background',
       idleRefreshMs: 3_600_000,
+      reconcileWindowMs: 900_000,
     });
   });
 
