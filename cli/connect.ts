@@ -99,7 +99,8 @@ function exchangeFailure(error: unknown, tokenUrl: string): CommandError {
         ? ' The code was refused: expired, already used, or issued for another redirect URI or client.'
         : '';
   return new CommandError(
-    `the code exchange at ${tokenUrl} failed: ${error.code}${upstream}: ${error.message} ${NOTHING_STORED}.${hint}`,
+    `the code exchange at ${tokenUrl} failed: ${error.code}${upstream} (${error.message.replace(/\.$/, '')}); ` +
+      `${NOTHING_STORED}.${hint}`,
     { cause: error },
   );
 }

@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listen, planRedirect } from '../../cli/loopback.ts';
 import { type CliIo, EXIT, main } from '../../cli/main.ts';
 import { type EmbeddedDynamoDB, startEmbeddedDynamoDB } from '../../local/dynamodb.ts';
 import {
@@ -424,5 +425,34 @@ describe('CLI: token-vendor connect, with a real browser against oidc-provider (
       expect(result.code).toBe(EXIT.failed);
       expect(result.stderr).toMatch(/has no authorizationUrl/);
     });
+  });
+});
+
+describe('Function: planRedirect and listen (the loopback redirect URI, RFC 8252 §7.3)', () => {
+  it('listens on 127.0.0.1 at a free port by default, and on the exact URI given', async () => {
+    // Act
+    const defaults = await listen(planRedirect(undefined, undefined));
+    const pinned = planRedirect('http://localhost:8400/oauth/callback', undefined);
+    const bare = await listen(planRedirect('http://localhost/', undefined));
+
+    // Assess
+    try {
+      expect(defaults.redirectUri).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/callback$/);
+      expect(pinned).toMatchObject({ port: 8400, path: '/oauth/callback', portFromListener: false });
+      expect(bare.redirectUri).toMatch(/^http:\/\/localhost:\d+\/$/);
+      expect((await fetch(`${bare.redirectUri}favicon.ico`)).status).toBe(404);
+    } finally {
+      await defaults.close();
+      await bare.close();
+    }
+  });
+
+  it('refuses what it could not listen for', () => {
+    // Act / Assess
+    expect(() => planRedirect('https://tunnel.example/cb', undefined)).toThrow(/needs --port/);
+    expect(planRedirect('https://tunnel.example/cb', '8400')).toMatchObject({ port: 8400, hosts: ['127.0.0.1'] });
+    expect(() => planRedirect('http://127.0.0.1:8400/cb', '8401')).toThrow(/differ/);
+    expect(() => planRedirect('http://127.0.0.1/cb#x', undefined)).toThrow(/fragment/);
+    expect(() => planRedirect(undefined, '70000')).toThrow(/--port/);
   });
 });
