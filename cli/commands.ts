@@ -57,12 +57,12 @@ export class CommandError extends Error {
   }
 }
 
-export type Values = Record<string, string | boolean | undefined>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
 
 const FAMILY_LIST = Object.keys(FAMILIES).join(', ');
 const DEFAULT_ENDPOINT = 'http://127.0.0.1:3000';
 
-const str = (values: Values, name: string): string | undefined => {
+export const str = (values: Values, name: string): string | undefined => {
   const value = values[name];
   return typeof value === 'string' ? value : undefined;
 };
@@ -81,7 +81,7 @@ export function parseRef(text: string | undefined): ConnectorRef {
   return { family, connectorId };
 }
 
-function onePositional(positionals: readonly string[], what: string): string {
+export function onePositional(positionals: readonly string[], what: string): string {
   if (positionals.length === 0) throw new UsageError(`missing ${what}`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   return positionals[0] as string;
@@ -91,7 +91,7 @@ const familyOf = (grantType: string): Family | undefined =>
   (Object.keys(FAMILIES) as Family[]).find((family) => FAMILIES[family] === grantType);
 
 /** Where token URLs may point: in local mode (loopback, `http://` to it) or in AWS (https, private ranges opt-in). */
-type Deployment = 'local' | 'aws' | 'either';
+export type Deployment = 'local' | 'aws' | 'either';
 
 type Inspection =
   | { readonly ok: true; readonly connector: Connector; readonly warnings: readonly string[] }
@@ -143,7 +143,7 @@ async function readText(file: string, cwd: string): Promise<string> {
 }
 
 /** Explains a failure of the vendor's own adapters (Secrets Manager, DynamoDB) with the SDK error underneath. */
-function storeFailure(action: string, error: unknown): CommandError {
+export function storeFailure(action: string, error: unknown): CommandError {
   const cause = error instanceof VendorError && error.cause !== undefined ? error.cause : error;
   const detail = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
   return new CommandError(`${action} failed (${detail})`, { cause: error });
@@ -240,7 +240,9 @@ export async function connectorsValidate(values: Values, positionals: readonly s
   if (invalid > 0) throw new CommandError(`${invalid} of ${positionals.length} document(s) invalid`);
 }
 
-type Target = { readonly kind: 'dir'; readonly dir: string } | { readonly kind: 'secrets'; readonly prefix: string };
+export type Target =
+  | { readonly kind: 'dir'; readonly dir: string }
+  | { readonly kind: 'secrets'; readonly prefix: string };
 
 /**
  * `--dir` (local mode's folder) or `--prefix` (Secrets Manager, as deployed); without either, what the service
@@ -270,16 +272,16 @@ export function resolveTarget(values: Values, io: CliIo): Target {
   );
 }
 
-const describeTarget = (target: Target) =>
+export const describeTarget = (target: Target) =>
   target.kind === 'dir' ? target.dir : `Secrets Manager under ${target.prefix}/`;
 
-interface OpenedTarget {
+export interface OpenedTarget {
   readonly source: ConnectorSource;
   readonly secrets: SecretsManagerClient | undefined;
   close(): void;
 }
 
-function openTarget(target: Target, values: Values, io: CliIo): OpenedTarget {
+export function openTarget(target: Target, values: Values, io: CliIo): OpenedTarget {
   if (target.kind === 'dir') {
     if (existsSync(target.dir) && !statSync(target.dir).isDirectory()) {
       throw new CommandError(`${target.dir} is not a folder`);
@@ -385,14 +387,17 @@ export async function connectorsList(values: Values, positionals: readonly strin
 
 type StatusRow = ConnectorHealth | { readonly connector: string; readonly state: 'invalid'; readonly problem: string };
 
-function detailOf(row: StatusRow): string {
+/** `connectable`: a refresh-token connector with an authorization URL, which `token-vendor connect` re-authorizes. */
+function detailOf(row: StatusRow, connectable: boolean): string {
   switch (row.state) {
     case 'ok':
       return '';
     case 'invalid':
       return row.problem;
     case 'needs_reauthorization':
-      return `${row.upstreamError ?? 'refused'}: put a new document (new refresh token or client secret)`;
+      return connectable
+        ? `${row.upstreamError ?? 'refused'}: run token-vendor connect ${row.connector}`
+        : `${row.upstreamError ?? 'refused'}: put a new document (new refresh token or client secret)`;
     case 'failing': {
       const parts = [`${row.consecutiveFailures ?? 1} failure(s) in a row`, `last ${row.lastError ?? 'unknown'}`];
       if (row.upstreamError !== undefined) parts.push(`upstream ${row.upstreamError}`);
@@ -425,6 +430,7 @@ export async function status(values: Values, positionals: readonly string[], io:
   // Health only: the token values stay sealed, so the operator needs no use of the token key.
   const store = new DynamoDBTokenStore({ tableName, client: dynamodb, sealer: EncryptionSdkSealer.ephemeral() });
   const rows: StatusRow[] = [];
+  const connectable = new Set<string>();
   try {
     let refs: ConnectorRef[];
     try {
@@ -447,6 +453,7 @@ export async function status(values: Values, positionals: readonly string[], io:
         throw storeFailure(`reading the token table ${tableName}`, error);
       });
       rows.push(healthOf(inspection.connector, state));
+      if (inspection.connector.document.authorizationUrl !== undefined) connectable.add(refKey(ref));
     }
   } finally {
     opened.close();
@@ -460,5 +467,10 @@ export async function status(values: Values, positionals: readonly string[], io:
     io.stdout(`no connectors in ${describeTarget(target)}\n`);
     return;
   }
-  io.stdout(table([['CONNECTOR', 'STATE', 'DETAIL'], ...rows.map((row) => [row.connector, row.state, detailOf(row)])]));
+  io.stdout(
+    table([
+      ['CONNECTOR', 'STATE', 'DETAIL'],
+      ...rows.map((row) => [row.connector, row.state, detailOf(row, connectable.has(row.connector))]),
+    ]),
+  );
 }

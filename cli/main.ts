@@ -12,6 +12,7 @@ import {
   UsageError,
   type Values,
 } from './commands.ts';
+import { connect } from './connect.ts';
 
 export type { CliIo } from './commands.ts';
 
@@ -114,6 +115,37 @@ const COMMANDS: readonly Command[] = [
     options: { json: { type: 'boolean' }, ...WHERE_OPTIONS },
     optionHelp: [...WHERE_HELP, ['--json', 'print a JSON array']],
     run: connectorsList,
+  },
+  {
+    name: 'connect',
+    summary: "obtain a refresh-token connector's refresh token in the browser (authorization code + PKCE)",
+    usage: 'token-vendor connect refresh-token/<connectorId> [--dir <folder> | --prefix <prefix>] [options]',
+    description: [
+      "Runs the OAuth authorization-code flow with PKCE against the connector's authorizationUrl (and",
+      'authorizationScope), receives the browser on a loopback redirect URI, exchanges the code at tokenUrl with the',
+      "connector's client authentication, and writes the refresh token into the document, changing no other field:",
+      'a re-authorization, so a needs_reauthorization state clears. Register the redirect URI with the provider:',
+      'http://127.0.0.1/callback (any port), or pin one with --port. Never prints a token; standard output carries',
+      'the authorization URL alone with --no-browser, messages go to standard error.',
+      WHERE_NOTE,
+    ].join('\n'),
+    options: {
+      port: { type: 'string' },
+      'redirect-uri': { type: 'string' },
+      'no-browser': { type: 'boolean' },
+      param: { type: 'string', multiple: true },
+      timeout: { type: 'string' },
+      ...WHERE_OPTIONS,
+    },
+    optionHelp: [
+      ...WHERE_HELP,
+      ['--port <port>', 'listen on this port (default: any free one): http://127.0.0.1:<port>/callback'],
+      ['--redirect-uri <uri>', 'the redirect URI to send instead (loopback; any other one needs --port)'],
+      ['--param <key=value>', 'add or replace an authorization parameter (repeatable), e.g. prompt=consent'],
+      ['--no-browser', 'print the authorization URL on standard output instead of opening a browser'],
+      ['--timeout <seconds>', 'how long to wait for the browser to come back (default 300)'],
+    ],
+    run: connect,
   },
   {
     name: 'status',

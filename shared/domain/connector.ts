@@ -48,6 +48,10 @@ const VENDOR_PARAMETERS = new Set([
   'assertion',
   'client_assertion',
   'client_assertion_type',
+  // The authorization-code exchange of `token-vendor connect` (RFC 6749 §4.1.3, RFC 7636 §4.5).
+  'code',
+  'code_verifier',
+  'redirect_uri',
 ]);
 const additionalHeaderName = headerName.refine((name) => !VENDOR_HEADERS.has(name.toLowerCase()), {
   message: 'is a header the vendor sets itself',

@@ -91,23 +91,36 @@ describe('CLI: token-vendor', () => {
       // Assess
       expect(run.code).toBe(EXIT.ok);
       expect(run.stdout).toMatch(/Usage: token-vendor <command>/);
-      for (const command of ['token get', 'connectors validate', 'connectors put', 'connectors list', 'status']) {
+      for (const command of [
+        'token get',
+        'connectors validate',
+        'connectors put',
+        'connectors list',
+        'connect',
+        'status',
+      ]) {
         expect(run.stdout).toContain(command);
       }
     });
 
-    it.each(['token get', 'connectors validate', 'connectors put', 'connectors list', 'status', 'token', 'connectors'])(
-      'has --help for "%s"',
-      async (command) => {
-        // Act
-        const run = await cli([...command.split(' '), '--help']);
+    it.each([
+      'token get',
+      'connectors validate',
+      'connectors put',
+      'connectors list',
+      'connect',
+      'status',
+      'token',
+      'connectors',
+    ])('has --help for "%s"', async (command) => {
+      // Act
+      const run = await cli([...command.split(' '), '--help']);
 
-        // Assess
-        expect(run.code).toBe(EXIT.ok);
-        expect(run.stdout).toMatch(/^(Usage: token-vendor|token-vendor \w+:)/);
-        expect(run.stderr).toBe('');
-      },
-    );
+      // Assess
+      expect(run.code).toBe(EXIT.ok);
+      expect(run.stdout).toMatch(/^(Usage: token-vendor|token-vendor \w+:)/);
+      expect(run.stderr).toBe('');
+    });
 
     it('exits 2 with the help on stderr without a command, an unknown command or an unknown option', async () => {
       // Act

@@ -6,8 +6,13 @@ export interface OidcClient {
   readonly client_id: string;
   readonly client_secret: string;
   readonly token_endpoint_auth_method: 'client_secret_basic' | 'client_secret_post';
-  readonly grant_types: readonly ('client_credentials' | 'refresh_token')[];
+  readonly grant_types: readonly ('client_credentials' | 'refresh_token' | 'authorization_code')[];
   readonly scope?: string;
+  /**
+   * For `authorization_code` clients: registered as a native app (RFC 8252 §7.3), so that a loopback redirect URI
+   * matches on any port. @default ['http://127.0.0.1/callback']
+   */
+  readonly redirect_uris?: readonly string[];
 }
 
 export interface OidcServerOptions {
@@ -29,6 +34,11 @@ export interface OidcServerOptions {
    * server with an unlimited reuse interval. @default true
    */
   readonly strict?: boolean;
+  /**
+   * oidc-provider's development sign-in and consent pages (any login and password), for a browser to go through the
+   * authorization endpoint. @default false
+   */
+  readonly interactions?: boolean;
 }
 
 /**
@@ -53,6 +63,8 @@ export interface HeldRequest {
 
 export interface OidcServer {
   readonly tokenUrl: string;
+  /** The authorization endpoint (with `interactions`, a browser can sign in and consent there). */
+  readonly authorizationUrl: string;
   /** Every request that reached the token endpoint. */
   tokenRequests(): number;
   /** The OAuth errors the server answered with, by code (e.g. invalid_grant on refresh-token reuse). */
@@ -97,13 +109,26 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
   const issuer = `http://127.0.0.1:${port}`;
 
   const provider = new Provider(issuer, {
-    clients: options.clients.map((client) => ({
-      ...client,
-      grant_types: [...client.grant_types],
-      redirect_uris: client.grant_types.includes('refresh_token') ? ['https://client.example/callback'] : [],
-      response_types: [],
-    })),
-    features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
+    clients: options.clients.map(({ redirect_uris, ...client }) =>
+      client.grant_types.includes('authorization_code')
+        ? {
+            ...client,
+            grant_types: [...client.grant_types],
+            application_type: 'native' as const,
+            redirect_uris: [...(redirect_uris ?? ['http://127.0.0.1/callback'])],
+            response_types: ['code'],
+          }
+        : {
+            ...client,
+            grant_types: [...client.grant_types],
+            redirect_uris: client.grant_types.includes('refresh_token') ? ['https://client.example/callback'] : [],
+            response_types: [],
+          },
+    ),
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: options.interactions === true },
+    },
     scopes: ['openid', 'offline_access', 'read', 'write', 'admin'],
     rotateRefreshToken: true,
     ttl: {
@@ -261,6 +286,7 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
 
   return {
     tokenUrl: `${issuer}/token`,
+    authorizationUrl: `${issuer}/auth`,
     tokenRequests: () => requests,
     errors: () => [...errors],
     reuses: () => reuses,

@@ -225,6 +225,21 @@ describe('Function: requestToken', () => {
       expect(requests).toHaveLength(2);
     });
 
+    it('presents an authorization code once: no second request after a 503 the server may have acted on', async () => {
+      // Prepare
+      const { http, requests } = scripted(unavailable(), json(200, { access_token: 'at' }));
+      const client = deps(http, { maxAttempts: 3 });
+      const authorizationCode = { code: 'made-up.code', codeVerifier: 'made-up.verifier', redirectUri: 'http://x/cb' };
+
+      // Act
+      const attempt = requestToken(client, confidential, { scope: undefined, authorizationCode });
+
+      // Assess
+      await expect(attempt).rejects.toMatchObject({ code: 'upstream_unavailable' });
+      expect(requests).toHaveLength(1);
+      expect(new URLSearchParams(requests[0]?.body).get('grant_type')).toBe('authorization_code');
+    });
+
     it('never asks again after a refusal', async () => {
       // Prepare
       const { http, requests } = scripted(json(400, { error: 'invalid_scope' }), json(200, { access_token: 'at' }));

@@ -124,6 +124,33 @@ describe('Function: buildTokenRequest', () => {
       // Assess
       expect(replaced).toEqual([['grant_type', 'urn:example:custom-grant'], ...standard.slice(1)]);
     });
+
+    it('authorization_code (token-vendor connect): code, redirect_uri and code_verifier, whatever the grantType', () => {
+      // Act
+      const request = buildTokenRequest(
+        { ...refreshGrant, customGrantType: 'urn:example:refresh', additionalRequestData: { resource: 'api' } },
+        {
+          authMethod: 'body',
+          scope: undefined,
+          authorizationCode: {
+            code: 'made-up.code',
+            codeVerifier: 'made-up.verifier',
+            redirectUri: 'http://127.0.0.1:1/cb',
+          },
+        },
+      );
+
+      // Assess
+      expect(formOf(request.body)).toEqual([
+        ['grant_type', 'authorization_code'],
+        ['code', 'made-up.code'],
+        ['redirect_uri', 'http://127.0.0.1:1/cb'],
+        ['code_verifier', 'made-up.verifier'],
+        ['resource', 'api'],
+        ['client_id', 'rt-client'],
+        ['client_secret', 'rt-secret'],
+      ]);
+    });
   });
 
   describe('headers', () => {

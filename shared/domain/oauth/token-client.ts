@@ -4,7 +4,7 @@ import type { HttpClient } from '../../ports/http.ts';
 import type { ConnectorDocument } from '../connector.ts';
 import { refusedDestination } from '../network-policy.ts';
 import type { ClientAuthMethod } from './client-auth.ts';
-import { buildTokenRequest } from './token-request.ts';
+import { type AuthorizationCodeGrant, buildTokenRequest } from './token-request.ts';
 import { processTokenResponse, type TokenSet } from './token-response.ts';
 import { secretsOf, tokensWithoutEchoedSecrets, withoutEchoedSecrets } from './upstream-secrets.ts';
 
@@ -25,6 +25,8 @@ export interface TokenClientDeps {
 export interface TokenGrant {
   readonly scope: string | undefined;
   readonly refreshToken?: string | undefined;
+  /** Set: exchange this authorization code instead (`token-vendor connect`); like a refresh token, used once. */
+  readonly authorizationCode?: AuthorizationCodeGrant | undefined;
   /** The method that worked last time for this connector, if known. */
   readonly rememberedAuthMethod?: ClientAuthMethod | undefined;
 }
@@ -36,6 +38,10 @@ export interface TokenResult {
 }
 
 const DEFAULT_EXPIRES_IN = 3600;
+
+/** A refresh token or an authorization code: presented once, never again after the server may have seen it. */
+const singleUse = (grant: TokenGrant): boolean =>
+  grant.refreshToken !== undefined || grant.authorizationCode !== undefined;
 
 /**
  * The order in which to try client authentication. An explicit `clientAuthentication` is the only one tried;
@@ -63,6 +69,7 @@ async function send(
     authMethod: method,
     scope: grant.scope,
     refreshToken: grant.refreshToken,
+    authorizationCode: grant.authorizationCode,
   });
   const left = deadline - deps.clock.now();
   if (left < deps.attemptTimeoutMs) {
@@ -72,8 +79,8 @@ async function send(
       cause: Object.assign(new Error('request not sent'), { code: 'ENOTSENT' }),
     });
   }
-  // A refresh token is presented once, so that one attempt gets all the time there is.
-  const timeout = grant.refreshToken === undefined ? deps.attemptTimeoutMs : left;
+  // A refresh token (or code) is presented once, so that one attempt gets all the time there is.
+  const timeout = singleUse(grant) ? left : deps.attemptTimeoutMs;
   let response: Awaited<ReturnType<HttpClient>>;
   try {
     response = await deps.http({ ...request, signal: AbortSignal.timeout(timeout) });
@@ -94,7 +101,11 @@ async function requestOnce(
   deadline: number,
 ): Promise<TokenResult> {
   const attempts = authAttempts(document, grant.rememberedAuthMethod);
-  const secrets = secretsOf(document, grant.refreshToken);
+  const code = grant.authorizationCode;
+  const secrets = [
+    ...secretsOf(document, grant.refreshToken),
+    ...(code === undefined ? [] : [code.code, code.codeVerifier]),
+  ];
   let lastError: unknown;
   for (const [index, method] of attempts.entries()) {
     const response = await send(deps, document, grant, method, deadline);
@@ -170,8 +181,7 @@ export async function requestToken(
       return await requestOnce(deps, document, grant, deadline);
     } catch (error) {
       // A refresh token is sent again only when the server cannot have seen it; no time left is final.
-      const retryable =
-        isTransient(error) && (grant.refreshToken === undefined || neverSent(error)) && !notAsked(error);
+      const retryable = isTransient(error) && (!singleUse(grant) || neverSent(error)) && !notAsked(error);
       if (!retryable || attempt >= deps.maxAttempts) throw error;
       const backoff =
         error.retryAfterSeconds !== undefined

@@ -10,6 +10,15 @@ export interface TokenRequestOptions {
   readonly scope: string | undefined;
   /** The refresh token to use (the newest stored one), for the `refresh_token` grant. */
   readonly refreshToken?: string | undefined;
+  /** Set: the authorization-code grant instead of the connector's own (`token-vendor connect`). */
+  readonly authorizationCode?: AuthorizationCodeGrant | undefined;
+}
+
+/** The code exchange of RFC 6749 §4.1.3 with the PKCE verifier of RFC 7636 §4.5. */
+export interface AuthorizationCodeGrant {
+  readonly code: string;
+  readonly codeVerifier: string;
+  readonly redirectUri: string;
 }
 
 const TEMPLATE = /\{\{(clientId|clientSecret|username|password)\}\}/g;
@@ -22,12 +31,21 @@ export function fillCredentialTemplate(template: string, document: ConnectorDocu
 }
 
 /**
- * Builds the token request of the connector's grant (RFC 6749 §4.4.2, §4.3.2, §6): a form-urlencoded POST
- * that asks for JSON.
+ * Builds the token request of the connector's grant (RFC 6749 §4.4.2, §4.3.2, §6), or of the authorization-code
+ * grant that obtains its first refresh token (§4.1.3): a form-urlencoded POST that asks for JSON, with the
+ * connector's client authentication, headers and request data either way.
  */
 export function buildTokenRequest(document: ConnectorDocument, options: TokenRequestOptions): HttpRequest {
-  const form = new URLSearchParams({ grant_type: document.customGrantType ?? document.grantType });
-  if (document.grantType === 'password') {
+  const { authorizationCode } = options;
+  const form = new URLSearchParams({
+    grant_type:
+      authorizationCode === undefined ? (document.customGrantType ?? document.grantType) : 'authorization_code',
+  });
+  if (authorizationCode !== undefined) {
+    form.set('code', authorizationCode.code);
+    form.set('redirect_uri', authorizationCode.redirectUri);
+    form.set('code_verifier', authorizationCode.codeVerifier);
+  } else if (document.grantType === 'password') {
     form.set('username', document.username ?? '');
     form.set('password', document.password ?? '');
   } else if (document.grantType === 'refresh_token') {
