@@ -101,6 +101,7 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
       fetchDeadlineMs: config.fetchDeadlineMs,
       maxAttempts: config.maxAttempts,
       defaultMinTtlMs: config.defaultMinTtlSeconds * 1000,
+      refreshMarginShare: config.refreshMarginShare,
     },
   });
   return {

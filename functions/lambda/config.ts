@@ -49,11 +49,22 @@ const configSchema = z.object({
    * Manager's listing may lag a change, so no change falls between two runs.
    */
   TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: seconds(15 * 60),
+  /**
+   * The share of a short-lived token's servable window kept back for its refresh: more refreshes, more slack for
+   * a slow token server. Long-lived tokens keep back at most 90 s whatever it is.
+   */
+  TOKEN_VENDOR_REFRESH_MARGIN_SHARE: z
+    .string()
+    .regex(/^0?\.\d+$/, { message: 'must be a share between 0 and 0.5' })
+    .default('0.06')
+    .transform(Number)
+    .refine((share) => share > 0 && share <= 0.5, { message: 'must be a share between 0 and 0.5' }),
 });
 
 export interface Config {
   readonly tableName: string;
   readonly reconcileWindowMs: number;
+  readonly refreshMarginShare: number;
   readonly connectorsDir: string | undefined;
   readonly secretPrefix: string;
   readonly forcedRefreshSpacingMs: number;
@@ -98,6 +109,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   return {
     tableName: c.TOKEN_VENDOR_TABLE,
     reconcileWindowMs: c.TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS * 1000,
+    refreshMarginShare: c.TOKEN_VENDOR_REFRESH_MARGIN_SHARE,
     connectorsDir: c.TOKEN_VENDOR_CONNECTORS_DIR,
     secretPrefix: c.TOKEN_VENDOR_SECRET_PREFIX,
     forcedRefreshSpacingMs: c.TOKEN_VENDOR_FORCED_REFRESH_SECONDS * 1000,

@@ -63,17 +63,29 @@ function servableUntil(issuedAt: number, expiresAt: number, defaultMinTtlMs: num
 }
 
 /**
- * When to refresh ahead: at 70–80% (jittered, so containers and connectors spread out) of the time the token can
- * still be served to a caller with the default minTtl.
+ * How much of a token's servable window is kept back for its refresh: at most this long (one fetch with its retries,
+ * 12 s by default, plus one scheduled run a minute apart, with room to spare), at most this share of the window for
+ * short-lived tokens. Refreshing later than this risks callers waiting; earlier pays for tokens nobody used.
+ */
+export const REFRESH_MARGIN_CAP_MS = 90_000;
+export const REFRESH_MARGIN_SHARE = 0.06;
+
+/**
+ * When to refresh ahead: the margin before the end of the servable window (the time the token can still be served
+ * to a caller with the default minTtl), stretched by up to half again by jitter, so containers and connectors spread
+ * out. A one-hour token is fetched about 1.04 times per lifetime, a two-minute one about 2.1 times (a token serves
+ * only half its lifetime to default callers when it lives less than two minimum TTLs).
  */
 export function refreshAtFor(
   issuedAt: number,
   expiresAt: number,
   defaultMinTtlMs: number,
   random: () => number,
+  marginShare = REFRESH_MARGIN_SHARE,
 ): number {
   const until = servableUntil(issuedAt, expiresAt, defaultMinTtlMs);
-  return Math.floor(issuedAt + (until - issuedAt) * (0.7 + 0.1 * random()));
+  const margin = Math.min((until - issuedAt) * marginShare, REFRESH_MARGIN_CAP_MS);
+  return Math.floor(until - margin * (1 + 0.5 * random()));
 }
 
 /**

@@ -23,10 +23,14 @@ async function pastRefreshPoint(expiresAt: string, lifetimeMs: number, minTtlMs:
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
 }
 
-/** 4-second tokens; callers need 1 s of validity; the memory re-reads the table after 1 s. */
+/**
+ * 4-second tokens; callers need 1 s of validity; the memory re-reads the table after 1 s; half of the 3 s a token
+ * serves is kept for its refresh (the default 6 % would leave a due token servable for a few tens of milliseconds).
+ */
 const SHORT = {
   TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: '1',
   TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: '1',
+  TOKEN_VENDOR_REFRESH_MARGIN_SHARE: '0.5',
 };
 
 describe('Local mode with Lambda semantics (TOKEN_VENDOR_LAMBDA=1)', () => {

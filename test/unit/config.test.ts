@@ -48,6 +48,7 @@ describe('Function: loadConfig', () => {
       TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: '240',
       TOKEN_VENDOR_IDLE_REFRESH_SECONDS: '3600',
       TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: '900',
+      TOKEN_VENDOR_REFRESH_MARGIN_SHARE: '0.1',
     });
 
     // Assess
@@ -69,6 +70,7 @@ describe('Function: loadConfig', () => {
       refreshAhead: 'background',
       idleRefreshMs: 3_600_000,
       reconcileWindowMs: 900_000,
+      refreshMarginShare: 0.1,
     });
   });
 

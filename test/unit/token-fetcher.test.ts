@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CachedToken } from '../../shared/core/token-policy.ts';
-import { refreshAtFor, servesFor } from '../../shared/core/token-policy.ts';
+import {
+  REFRESH_MARGIN_CAP_MS,
+  REFRESH_MARGIN_SHARE,
+  refreshAtFor,
+  servesFor,
+} from '../../shared/core/token-policy.ts';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const MIN_TTL_MS = 60_000;
@@ -11,24 +16,24 @@ const servableUntil = (issuedAt: number, expiresAt: number, minTtlMs: number) =>
   expiresAt - Math.min(minTtlMs, (expiresAt - issuedAt) / 2);
 
 describe('Function: refreshAtFor', () => {
-  it('refreshes an hour-long token at 70% of its servable window with the lowest jitter', () => {
+  it('refreshes an hour-long token the capped margin before its servable window ends, with the lowest jitter', () => {
     // Act
     const refreshAt = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0);
 
     // Assess
-    expect(refreshAt).toBe(NOW + 0.7 * 3540_000);
+    expect(refreshAt).toBe(NOW + 3540_000 - REFRESH_MARGIN_CAP_MS);
   });
 
-  it('refreshes an hour-long token before 80% of its servable window with the highest jitter', () => {
+  it('keeps back at most one and a half margins with the highest jitter', () => {
     // Act
     const refreshAt = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0.999_999);
 
     // Assess
-    expect(refreshAt).toBeLessThanOrEqual(NOW + 0.8 * 3540_000);
-    expect(refreshAt).toBeGreaterThan(NOW + 0.79 * 3540_000);
+    expect(refreshAt).toBeGreaterThanOrEqual(NOW + 3540_000 - 1.5 * REFRESH_MARGIN_CAP_MS);
+    expect(refreshAt).toBeLessThan(NOW + 3540_000 - 1.49 * REFRESH_MARGIN_CAP_MS);
   });
 
-  it('falls within 70–80% of the servable window for any lifetime, minTtl and jitter', () => {
+  it('keeps back a share of the window, never more than the cap, for any lifetime, minTtl and jitter', () => {
     // Act & Assess
     fc.assert(
       fc.property(
@@ -38,10 +43,11 @@ describe('Function: refreshAtFor', () => {
         fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
         (issuedAt, lifetimeMs, minTtlMs, jitter) => {
           const expiresAt = issuedAt + lifetimeMs;
-          const window = servableUntil(issuedAt, expiresAt, minTtlMs) - issuedAt;
+          const until = servableUntil(issuedAt, expiresAt, minTtlMs);
+          const margin = Math.min((until - issuedAt) * REFRESH_MARGIN_SHARE, REFRESH_MARGIN_CAP_MS);
           const refreshAt = refreshAtFor(issuedAt, expiresAt, minTtlMs, () => jitter);
-          expect(refreshAt).toBeGreaterThanOrEqual(Math.floor(issuedAt + 0.7 * window));
-          expect(refreshAt).toBeLessThanOrEqual(issuedAt + 0.8 * window);
+          expect(refreshAt).toBeGreaterThanOrEqual(Math.floor(until - 1.5 * margin));
+          expect(refreshAt).toBeLessThanOrEqual(until - margin);
         },
       ),
     );
@@ -78,6 +84,6 @@ describe('Function: refreshAtFor', () => {
     const late = refreshAtFor(NOW, NOW + 3600_000, MIN_TTL_MS, () => 0.9);
 
     // Assess
-    expect(late).toBeGreaterThan(early);
+    expect(early).toBeGreaterThan(late);
   });
 });

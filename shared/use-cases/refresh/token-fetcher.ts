@@ -26,6 +26,8 @@ export interface FetcherSettings {
   readonly maxAttempts: number;
   /** The minTtl a refresh ahead must keep serving: refreshes start before a token drops below it. */
   readonly defaultMinTtlMs: number;
+  /** The share of a short-lived token's servable window kept back for its refresh (see refreshAtFor). */
+  readonly refreshMarginShare?: number | undefined;
 }
 
 export interface FetcherDeps {
@@ -298,8 +300,12 @@ export class TokenFetcher {
       scope: tokens.scope ?? target.scope,
       issuedAt,
       expiresAt,
-      refreshAt: refreshAtFor(issuedAt, expiresAt, this.#deps.settings.defaultMinTtlMs, () =>
-        this.#deps.clock.random(),
+      refreshAt: refreshAtFor(
+        issuedAt,
+        expiresAt,
+        this.#deps.settings.defaultMinTtlMs,
+        () => this.#deps.clock.random(),
+        this.#deps.settings.refreshMarginShare,
       ),
       tokenRevision: target.connector.tokenRevision,
     };
