@@ -1,10 +1,9 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import type { Metrics } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
+import type { AggregatedMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { errorFields, invalidRequest, toErrorBody, VendorError } from '../../shared/core/errors.ts';
 import type { Family } from '../../shared/core/identifiers.ts';
 import { type ForceRefreshDeps, forceRefresh } from '../../shared/use-cases/force-refresh.ts';
@@ -107,16 +106,25 @@ function causeFields(error: VendorError): Record<string, unknown> {
   return error.cause === undefined ? {} : { cause: errorFields(error.cause) };
 }
 
+/**
+ * Publishes the container's metrics after an invocation, when they are due (every invocation with `always`: the
+ * scheduled function's runs are rare and each one's counts feed the alarms).
+ */
+export function publishMetrics(metrics: AggregatedMetrics, always = false): MiddlewareObj {
+  const publish = async () => metrics.publish(always);
+  return { after: publish, onError: publish };
+}
+
 /** One grant family's Lambda handler: logger context, metrics, contract errors, and one call into the use case. */
 export function createTokenHandler(
   family: Family,
   deps: VendDeps & ForceRefreshDeps,
   logger: Logger,
-  metrics: Metrics,
+  metrics: AggregatedMetrics,
 ) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
-    .use(logMetrics(metrics))
+    .use(publishMetrics(metrics))
     .use(contractErrors(logger))
     .handler(async (event, context) => {
       const request = toVendRequest(family, event);

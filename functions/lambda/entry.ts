@@ -1,16 +1,15 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
 import { createLogger } from '../../shared/adapters/powertools-logger.ts';
-import { createMetrics, powertoolsSink } from '../../shared/adapters/powertools-metrics.ts';
+import { AggregatedMetrics, createMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { VendorError } from '../../shared/core/errors.ts';
 import { CONNECTOR_ID, FAMILIES, type Family, normalizeScope } from '../../shared/core/identifiers.ts';
 import { refFromSecretName } from '../../shared/core/settings.ts';
 import { refreshDemanded } from '../../shared/use-cases/refresh-demanded.ts';
 import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { reconcileConnectors, syncConnector } from '../../shared/use-cases/sync.ts';
-import { createTokenHandler } from './api.ts';
+import { createTokenHandler, publishMetrics } from './api.ts';
 import { createRuntime, type RuntimeOverrides } from './composition.ts';
 import { loadConfig } from './config.ts';
 
@@ -22,8 +21,8 @@ type Env = Readonly<Record<string, string | undefined>>;
  */
 export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverrides = {}) {
   const logger = createLogger();
-  const metrics = createMetrics(env.POWERTOOLS_METRICS_NAMESPACE);
-  const deps = createRuntime(loadConfig(env), logger, { metrics: powertoolsSink(metrics), ...overrides });
+  const metrics = new AggregatedMetrics(createMetrics(env.POWERTOOLS_METRICS_NAMESPACE));
+  const deps = createRuntime(loadConfig(env), logger, { metrics, ...overrides });
   return createTokenHandler(family, deps, logger, metrics);
 }
 
@@ -64,12 +63,12 @@ const secretNameOf = (secretId: string): string =>
  */
 export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
   const logger = createLogger();
-  const metrics = createMetrics(env.POWERTOOLS_METRICS_NAMESPACE);
+  const metrics = new AggregatedMetrics(createMetrics(env.POWERTOOLS_METRICS_NAMESPACE));
   const config = loadConfig(env);
-  const deps = createRuntime(config, logger, { metrics: powertoolsSink(metrics), ...overrides });
+  const deps = createRuntime(config, logger, { metrics, ...overrides });
   return middy()
     .use(injectLambdaContext(logger, { resetKeys: true }))
-    .use(logMetrics(metrics))
+    .use(publishMetrics(metrics, true))
     .handler(async (event: unknown) => {
       const demand = demandEvent.safeParse(event);
       if (demand.success) {
