@@ -166,6 +166,20 @@ export class TokenVendorFunction extends Construct {
   }
 
   /**
+   * Lets the function query one index of the table for one partition value: the schedule's due connectors, keys
+   * only (what the items hold is read through {@link grantTokenTable}'s item-key conditions).
+   */
+  public grantQueryIndex(table: dynamodb.ITable, indexName: string, partitionValue: string): void {
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:Query'],
+        resources: [`${table.tableArn}/index/${indexName}`],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [partitionValue] } },
+      }),
+    );
+  }
+
+  /**
    * Lets the function seal and open token values with `key`, in the key's policy, only for the table items whose
    * partition key matches `items` (the Encryption SDK passes the item as encryption context, which KMS checks).
    */

@@ -22,7 +22,11 @@ import {
   SECRET_PREFIX,
   SERVICE_NAME,
 } from '../shared/core/settings.ts';
-import { familyItemPatterns, TABLE_KEY, TTL_ATTRIBUTE } from '../shared/core/table.ts';
+import { DUE_INDEX, DUE_SHARD, familyItemPatterns, TABLE_KEY, TTL_ATTRIBUTE } from '../shared/core/table.ts';
+
+/** The reconciliation lists every secret: every five minutes, or at the rotation's rate when that is slower. */
+const reconciliationInterval = (rotation: Duration): Duration =>
+  rotation.toSeconds() >= 300 ? rotation : Duration.minutes(5);
 
 /** What the account may do with the token key: administer it, never use it (kms:Decrypt, kms:GenerateDataKey…). */
 const KEY_ADMIN_ACTIONS = [
@@ -75,9 +79,11 @@ export interface TokenVendorProps {
    */
   readonly organizationId?: string;
   /**
-   * How often the scheduled function refreshes refresh-token and `prewarm` connectors: a whole number of
-   * minutes, or any EventBridge Scheduler expression.
-   * @default Duration.minutes(5)
+   * How often the scheduled function refreshes refresh-token and `prewarm` connectors that are due: a whole number
+   * of minutes, or any EventBridge Scheduler expression. A run reads only what is due, so every minute is cheap, and
+   * refresh margins (at most 90 s) assume it. The reconciliation with the connector secrets runs every five minutes,
+   * or at this rate when it is slower.
+   * @default Duration.minutes(1)
    */
   readonly rotationSchedule?: Duration | scheduler.ScheduleExpression;
   /**
@@ -144,7 +150,7 @@ export class TokenVendorPropsError extends Error {
 const DEFAULTS = {
   secretPrefix: DEFAULT_SECRET_PREFIX,
   trustedAccountIds: [] as readonly string[],
-  rotationSchedule: Duration.minutes(5),
+  rotationSchedule: Duration.minutes(1),
   logRetention: logs.RetentionDays.ONE_MONTH,
   removalPolicy: RemovalPolicy.RETAIN,
   tableDeletionProtection: true,
@@ -283,6 +289,12 @@ export class TokenVendor extends Construct {
       deletionProtection: config.tableDeletionProtection,
       removalPolicy: config.removalPolicy,
     });
+    this.table.addGlobalSecondaryIndex({
+      indexName: DUE_INDEX.name,
+      partitionKey: { name: DUE_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: DUE_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+    });
     this.tokenKey = new kms.Key(this, 'TokenKey', {
       description: 'Token vendor: seals every access and refresh token stored in the token table',
       enableKeyRotation: true,
@@ -331,7 +343,9 @@ export class TokenVendor extends Construct {
       environment: {
         ...environment,
         // A reconciliation looks back over its interval plus the minutes Secrets Manager's listing may lag.
-        ...(schedule instanceof Duration ? { [ENV.reconcileWindowSeconds]: String(schedule.toSeconds() + 600) } : {}),
+        ...(schedule instanceof Duration
+          ? { [ENV.reconcileWindowSeconds]: String(reconciliationInterval(schedule).toSeconds() + 600) }
+          : {}),
       },
       entry: `${repoRoot}functions/rotate.ts`,
       description:
@@ -343,6 +357,7 @@ export class TokenVendor extends Construct {
     // The schedule and the refresher work on every family's connectors.
     const everyItem = FAMILY_NAMES.flatMap(familyItemPatterns);
     this.rotateFunction.grantTokenTable(this.table, everyItem);
+    this.rotateFunction.grantQueryIndex(this.table, DUE_INDEX.name, DUE_SHARD);
     this.rotateFunction.grantTokenKey(this.tokenKey, everyItem);
     this.rotateFunction.grantListSecrets();
     for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
@@ -448,7 +463,8 @@ export class TokenVendor extends Construct {
     });
     // Its own invocation, so listing every secret never eats into the refreshes' budget.
     const reconciliation = new scheduler.Schedule(this, 'ReconciliationSchedule', {
-      schedule: expression,
+      schedule:
+        rotation instanceof Duration ? scheduler.ScheduleExpression.rate(reconciliationInterval(rotation)) : rotation,
       target: new schedulerTargets.LambdaInvoke(this.rotateFunction.function, {
         role,
         retryAttempts: 0,
@@ -456,6 +472,19 @@ export class TokenVendor extends Construct {
         input: scheduler.ScheduleTargetInput.fromObject({ reconcile: {} }),
       }),
       description: 'Token vendor: syncs cached tokens with connector secrets changed since the last runs',
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+    // Once a day every connector, changed or not: a new deployment's existing connectors, and whatever a missed
+    // event and a lagging listing let through.
+    new scheduler.Schedule(this, 'FullReconciliationSchedule', {
+      schedule: scheduler.ScheduleExpression.rate(Duration.days(1)),
+      target: new schedulerTargets.LambdaInvoke(this.rotateFunction.function, {
+        role,
+        retryAttempts: 2,
+        maxEventAge: Duration.hours(1),
+        input: scheduler.ScheduleTargetInput.fromObject({ reconcile: { full: true } }),
+      }),
+      description: 'Token vendor: syncs cached tokens with every connector secret',
       timeWindow: scheduler.TimeWindow.off(),
     });
     acknowledge(

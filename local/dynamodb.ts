@@ -1,11 +1,14 @@
 import {
   CreateTableCommand,
+  DescribeTableCommand,
   type DynamoDBClient,
+  type GlobalSecondaryIndex,
   ResourceInUseException,
+  UpdateTableCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
-import { TABLE_KEY } from '../shared/core/table.ts';
+import { DUE_INDEX, TABLE_KEY } from '../shared/core/table.ts';
 import { listen } from './api-gateway.ts';
 
 export interface EmbeddedDynamoDB {
@@ -38,13 +41,27 @@ export async function startEmbeddedDynamoDB(options: { readonly path?: string } 
  * Creates the token table when it is missing, as CDK would have; several local instances may race here, and
  * the loser's ResourceInUseException is success. TTL is CDK's job (dynalite does not implement it).
  */
+const dueIndex: GlobalSecondaryIndex = {
+  IndexName: DUE_INDEX.name,
+  KeySchema: [
+    { AttributeName: DUE_INDEX.partitionKey, KeyType: 'HASH' },
+    { AttributeName: DUE_INDEX.sortKey, KeyType: 'RANGE' },
+  ],
+  Projection: { ProjectionType: 'KEYS_ONLY' },
+};
+const indexAttributes = [
+  { AttributeName: DUE_INDEX.partitionKey, AttributeType: 'S' as const },
+  { AttributeName: DUE_INDEX.sortKey, AttributeType: 'N' as const },
+];
+
 export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
   try {
     await client.send(
       new CreateTableCommand({
         TableName: tableName,
-        AttributeDefinitions: [{ AttributeName: TABLE_KEY, AttributeType: 'S' }],
+        AttributeDefinitions: [{ AttributeName: TABLE_KEY, AttributeType: 'S' }, ...indexAttributes],
         KeySchema: [{ AttributeName: TABLE_KEY, KeyType: 'HASH' }],
+        GlobalSecondaryIndexes: [dueIndex],
         BillingMode: 'PAY_PER_REQUEST',
       }),
     );
@@ -52,4 +69,19 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
     if (!(error instanceof ResourceInUseException)) throw error;
   }
   await waitUntilTableExists({ client, minDelay: 1, maxDelay: 2, maxWaitTime: 60 }, { TableName: tableName });
+  // A table kept from an earlier version (local mode's state folder) gets the schedule's index.
+  const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+  if (Table?.GlobalSecondaryIndexes?.some((index) => index.IndexName === DUE_INDEX.name) === true) return;
+  await client
+    .send(
+      new UpdateTableCommand({
+        TableName: tableName,
+        AttributeDefinitions: indexAttributes,
+        GlobalSecondaryIndexUpdates: [{ Create: dueIndex }],
+      }),
+    )
+    .catch((error: unknown) => {
+      // Another instance added it first.
+      if (!(error instanceof ResourceInUseException)) throw error;
+    });
 }

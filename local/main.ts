@@ -97,8 +97,8 @@ const FUNCTION_NAMES: Record<Family | 'rotate', string> = {
 };
 /** EventBridge Scheduler's event to the scheduled function (its default payload). */
 const SCHEDULED_EVENT = {};
-/** The reconciliation's scheduled event: sync the connectors whose documents changed. */
-const RECONCILE_EVENT = { reconcile: {} };
+/** The reconciliation's scheduled event: sync the connectors whose documents changed (all of them, at first). */
+const reconcileEvent = (full: boolean) => ({ reconcile: { full } });
 
 /**
  * The functions, as local mode runs them: in this process by default (a long-lived server: refresh ahead runs
@@ -109,7 +109,7 @@ async function startFunctions(
   lambda: boolean,
   keyFile: string,
   closers: (() => Promise<void>)[],
-): Promise<{ handlers: Record<Family, ProxyHandler>; rotate: () => Promise<unknown> }> {
+): Promise<{ handlers: Record<Family, ProxyHandler>; rotate: (full: boolean) => Promise<unknown> }> {
   if (!lambda) {
     const overrides = {
       network: LOCAL_NETWORK,
@@ -123,8 +123,8 @@ async function startFunctions(
         password: handler('password'),
         'refresh-token': handler('refresh-token'),
       },
-      rotate: async () => {
-        await rotate(RECONCILE_EVENT, {} as never);
+      rotate: async (full: boolean) => {
+        await rotate(reconcileEvent(full), {} as never);
         return rotate(SCHEDULED_EVENT, {} as never);
       },
     };
@@ -163,8 +163,8 @@ async function startFunctions(
   });
   return {
     handlers,
-    rotate: async () => {
-      await rotatePool.invoke(RECONCILE_EVENT);
+    rotate: async (full: boolean) => {
+      await rotatePool.invoke(reconcileEvent(full));
       return rotatePool.invoke(SCHEDULED_EVENT);
     },
   };
@@ -244,10 +244,12 @@ async function main(): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   if (settings.TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS > 0) {
     let running = false;
+    // The first run syncs every connector (what changed while local mode was stopped), later ones what changed.
+    let runs = 0;
     timer = setInterval(() => {
       if (running) return;
       running = true;
-      rotate()
+      rotate(runs++ === 0)
         .catch((error: unknown) => {
           process.stderr.write(
             `scheduled rotation failed: ${error instanceof Error ? `${error.name}: ${error.message}` : 'unknown'}\n`,

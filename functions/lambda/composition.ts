@@ -25,6 +25,7 @@ import type { ForceRefreshDeps } from '../../shared/use-cases/force-refresh.ts';
 import { TokenFetcher } from '../../shared/use-cases/refresh/token-fetcher.ts';
 import { ThrottledRefreshRequests } from '../../shared/use-cases/refresh-ahead.ts';
 import type { RotateDeps } from '../../shared/use-cases/rotate.ts';
+import type { SyncDeps } from '../../shared/use-cases/sync.ts';
 import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
 import type { VendDeps } from '../../shared/use-cases/vend.ts';
 import type { Config } from './config.ts';
@@ -56,7 +57,7 @@ function sealerFor(config: Config, overrides: RuntimeOverrides): TokenSealer {
 }
 
 /** Everything one container's use cases take: each reads only its own part. */
-export type Runtime = VendDeps & ForceRefreshDeps & RotateDeps;
+export type Runtime = VendDeps & ForceRefreshDeps & RotateDeps & SyncDeps;
 
 /**
  * The composition root: builds the collaborators the use cases take, from validated configuration. Handler
@@ -102,6 +103,7 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
       maxAttempts: config.maxAttempts,
       defaultMinTtlMs: config.defaultMinTtlSeconds * 1000,
       refreshMarginShare: config.refreshMarginShare,
+      idleRefreshMs: config.idleRefreshMs,
     },
   });
   return {

@@ -38,9 +38,12 @@ const demandEvent = z.object({
   }),
 });
 
-/** `{ sync }`: a connector document changed (the CLI says so); `{ reconcile }`: sync what the listing says changed. */
+/**
+ * `{ sync }`: a connector document changed (the CLI says so); `{ reconcile }`: sync what the listing says changed
+ * lately, or every connector with `full`.
+ */
 const syncEvent = z.object({ sync: connectorRef });
-const reconcileEvent = z.object({ reconcile: z.object({}) });
+const reconcileEvent = z.object({ reconcile: z.object({ full: z.boolean().optional() }) });
 /**
  * EventBridge's copy of a Secrets Manager API call, delivered through CloudTrail (the construct's rule passes only
  * calls that change a secret under the prefix).
@@ -102,8 +105,11 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
         logger.info('connector synced', { outcome });
         return { synced: true, outcome };
       }
-      if (reconcileEvent.safeParse(event).success) {
-        const report = await reconcileConnectors(deps, deps.clock.now() - config.reconcileWindowMs);
+      const reconcile = reconcileEvent.safeParse(event);
+      if (reconcile.success) {
+        // `full`: every connector, changed or not (a new deployment, and a daily repair of anything missed).
+        const since = reconcile.data.reconcile.full === true ? 0 : deps.clock.now() - config.reconcileWindowMs;
+        const report = await reconcileConnectors(deps, since);
         logger.info('connectors reconciled', { ...report });
         return report;
       }

@@ -1,8 +1,15 @@
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { VendorError } from '../core/errors.ts';
 import { connectorKeyOf } from '../core/identifiers.ts';
-import { stateItemKey, TABLE_KEY, TTL_ATTRIBUTE, tokenItemKey } from '../core/table.ts';
+import { DUE_INDEX, DUE_SHARD, stateItemKey, TABLE_KEY, TTL_ATTRIBUTE, tokenItemKey } from '../core/table.ts';
 import type { CachedToken } from '../core/token-policy.ts';
 import { toVendProfile, type VendProfile } from '../domain/vend-profile.ts';
 import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
@@ -290,7 +297,12 @@ export class DynamoDBTokenStore implements TokenStore {
       ':owner': lease.owner,
       ':fence': lease.fence,
     };
-    const { chain, head } = outcome;
+    const { chain, head, dueAt } = outcome;
+    if (dueAt !== undefined) {
+      sets.push(`${DUE_INDEX.partitionKey} = :dueShard`, `${DUE_INDEX.sortKey} = :dueAt`);
+      values[':dueShard'] = DUE_SHARD;
+      values[':dueAt'] = dueAt;
+    }
     if (chain !== undefined) {
       sets.push('chainToken = :chainToken', 'chainHeld = :chainHeld');
       values[':chainToken'] = await this.#sealer.seal(chain.refreshToken, {
@@ -390,6 +402,69 @@ export class DynamoDBTokenStore implements TokenStore {
       ':revision': revision,
       ':error': upstreamError,
     });
+  }
+
+  async listDue(now: number, limit: number): Promise<string[]> {
+    const keys: string[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const page = await this.#send(() =>
+        this.#client.send(
+          new QueryCommand({
+            TableName: this.#tableName,
+            IndexName: DUE_INDEX.name,
+            KeyConditionExpression: '#shard = :shard AND #due <= :now',
+            ExpressionAttributeNames: { '#shard': DUE_INDEX.partitionKey, '#due': DUE_INDEX.sortKey },
+            ExpressionAttributeValues: { ':shard': DUE_SHARD, ':now': now },
+            // Oldest due first: what a run leaves for lack of time is the first thing the next one takes.
+            ScanIndexForward: true,
+            Limit: limit - keys.length,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) {
+        const key = str(item[TABLE_KEY]);
+        if (key?.startsWith('c#') === true) keys.push(key.slice(2));
+      }
+      start = page.LastEvaluatedKey;
+    } while (start !== undefined && keys.length < limit);
+    return keys;
+  }
+
+  async setDue(connectorKey: string, dueAt: number | undefined): Promise<void> {
+    const names = { '#shard': DUE_INDEX.partitionKey, '#due': DUE_INDEX.sortKey, '#ttl': TTL_ATTRIBUTE };
+    if (dueAt === undefined) {
+      // Only on an item that exists: a REMOVE would otherwise create an empty one.
+      await this.#conditional(() =>
+        this.#client.send(
+          new UpdateCommand({
+            TableName: this.#tableName,
+            Key: stateKey(connectorKey),
+            UpdateExpression: 'REMOVE #shard, #due',
+            ConditionExpression: `attribute_exists(${TABLE_KEY})`,
+            ExpressionAttributeNames: { '#shard': names['#shard'], '#due': names['#due'] },
+          }),
+        ),
+      );
+      return;
+    }
+    await this.#send(() =>
+      this.#client.send(
+        new UpdateCommand({
+          TableName: this.#tableName,
+          Key: stateKey(connectorKey),
+          // The item lives on past its due time (a connector new to the table gets its state item here).
+          UpdateExpression: 'SET #shard = :shard, #due = :due, #ttl = :ttl',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: {
+            ':shard': DUE_SHARD,
+            ':due': dueAt,
+            ':ttl': ttlSeconds(dueAt + STATE_LIFETIME_MS),
+          },
+        }),
+      ),
+    );
   }
 
   async takeForcedRefreshSlot(connectorKey: string, now: number, spacingMs: number): Promise<number | undefined> {

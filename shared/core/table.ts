@@ -16,3 +16,11 @@ export const familyItemPatterns = (family: string): string[] => [
   tokenItemKey(`${family}/*`),
   stateItemKey(`${family}/*`),
 ];
+
+/**
+ * The schedule's index on the state items: connectors by when the schedule should next look at them. Sparse: only
+ * connectors it keeps fresh (refresh-token and `prewarm`) carry `dueAt`. One partition value, so a Query returns
+ * the oldest due first; at one write per refresh it stays far below a partition's 1,000 writes a second.
+ */
+export const DUE_INDEX = { name: 'due', partitionKey: 'dueShard', sortKey: 'dueAt' } as const;
+export const DUE_SHARD = 'due';

@@ -89,6 +89,8 @@ export interface ExchangeOutcome {
   readonly chain?: RefreshChain | undefined;
   /** Refresh grant only: the access token stored in the same write as the refresh token it came with. */
   readonly head?: HeadToken | undefined;
+  /** For a connector the schedule keeps fresh: when it should next look at it (the due index). */
+  readonly dueAt?: number | undefined;
 }
 
 /** A token item as the hit path reads it: the token, if it is still valid, and the connector's profile. */
@@ -143,6 +145,10 @@ export interface ConnectorStateTable {
   /** Records a failed exchange, only while `lease` is the current one (a stale holder's news is old); false if not. */
   recordFailure(connectorKey: string, lease: Lease, failure: TokenFailure): Promise<boolean>;
   markNeedsReauthorization(connectorKey: string, revision: string, upstreamError: string): Promise<void>;
+  /** Connectors the schedule should look at by `now`, oldest due first, at most `limit` (the due index). */
+  listDue(now: number, limit: number): Promise<string[]>;
+  /** When the schedule should next look at a connector; undefined takes it off the schedule. */
+  setDue(connectorKey: string, dueAt: number | undefined): Promise<void>;
 }
 
 /** The spacing of forced refreshes per connector (CONTRACT §3). */

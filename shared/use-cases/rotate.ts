@@ -1,8 +1,9 @@
 import { errorFields } from '../core/errors.ts';
-import { type ConnectorRef, refKey, tokenKeyOf } from '../core/identifiers.ts';
-import { serves, type TokenRequirement } from '../core/token-policy.ts';
+import { CONNECTOR_ID, type ConnectorRef, isFamily, refKey, tokenKeyOf } from '../core/identifiers.ts';
+import { type CachedToken, serves, type TokenRequirement } from '../core/token-policy.ts';
 import { type Connector, parseConnector } from '../domain/connector.ts';
 import { type ConnectorHealth, healthOf } from '../domain/health.ts';
+import { DEFAULT_IDLE_REFRESH_MS, isScheduled, nextDueAt } from '../domain/schedule.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { ConnectorSource } from '../ports/connector-store.ts';
 import type { Log } from '../ports/log.ts';
@@ -13,7 +14,7 @@ import type { TokenMemory } from './token-memory.ts';
 
 export interface RotateDeps {
   readonly source: ConnectorSource;
-  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState'>;
+  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState' | 'listDue' | 'setDue'>;
   readonly fetcher: TokenFetcher;
   readonly memory: TokenMemory;
   readonly clock: Clock;
@@ -28,9 +29,12 @@ export interface RotationOptions {
   readonly budgetMs?: number;
   /** A refresh-token connector is exercised at least this often, even when nobody vends it. @default 24 h */
   readonly idleRefreshMs?: number;
+  /** Most connectors one run takes from the due index; the rest stay due for the next. @default 2 000 */
+  readonly maxConnectors?: number;
 }
 
 export interface RotationReport {
+  /** Connectors that were due. */
   readonly connectors: number;
   /** Tokens refreshed by this run. */
   readonly refreshed: number;
@@ -38,7 +42,7 @@ export interface RotationReport {
   readonly failed: number;
   /** Left alone: in backoff after failures, or needing re-authorization. */
   readonly skipped: number;
-  /** Not started because the run's budget was spent; the next run picks them up. */
+  /** Not started because the run's budget was spent; they stay due, first in line for the next run. */
   readonly unreached: number;
   readonly needsReauthorization: number;
   readonly health: readonly ConnectorHealth[];
@@ -58,50 +62,57 @@ async function forEachLimited<T>(items: readonly T[], limit: number, work: (item
 
 type Outcome = 'refreshed' | 'fresh' | 'failed' | 'skipped' | 'unreached' | 'unmanaged';
 
+/** Retried this long after an unreadable document or an unreadable state, unless a sync comes first. */
+const RETRY_UNREADABLE_MS = 5 * 60_000;
+
 /**
- * The scheduled run: every refresh-token connector and every `prewarm` connector gets its default-scope token
- * refreshed when it is missing, past its refresh point, or (refresh tokens) older than the idle interval, through
- * the same lease as vends. Failing connectors wait out their backoff; connectors needing re-authorization are left
- * alone until their document changes. One connector's failure never stops the others.
+ * The scheduled run: takes the connectors that are due from the table's due index (oldest first; a document is read
+ * only for those) and gets each one's default-scope token refreshed when it is missing, past its refresh point, or
+ * (refresh tokens) older than the idle interval, through the same lease as vends; then sets when it is next due.
+ * Failing connectors wait out their backoff; connectors needing re-authorization leave the schedule until their
+ * document changes (a sync puts them back). One connector's failure never stops the others.
  */
 export async function rotateConnectors(deps: RotateDeps, options: RotationOptions = {}): Promise<RotationReport> {
   const started = deps.clock.now();
   const budgetMs = options.budgetMs ?? 60_000;
-  const idleRefreshMs = options.idleRefreshMs ?? 24 * 3600_000;
-  const refs = await deps.source.list();
+  const idleRefreshMs = options.idleRefreshMs ?? DEFAULT_IDLE_REFRESH_MS;
+  const due = await deps.store.listDue(started, options.maxConnectors ?? 2_000);
   const outcomes: Outcome[] = [];
   const health: ConnectorHealth[] = [];
 
-  await forEachLimited(refs, options.concurrency ?? 16, async (ref: ConnectorRef) => {
+  await forEachLimited(due, options.concurrency ?? 16, async (connectorKey: string) => {
     if (deps.clock.now() - started >= budgetMs) {
       outcomes.push('unreached');
       return;
     }
-    let connector: Connector;
+    const ref = refOfKey(connectorKey);
+    let connector: Connector | undefined;
     try {
-      const text = await deps.source.read(ref);
-      if (text === undefined) return;
-      connector = parseConnector(ref, text);
+      const text = ref === undefined ? undefined : await deps.source.read(ref);
+      connector = text === undefined || ref === undefined ? undefined : parseConnector(ref, text);
     } catch (error) {
       outcomes.push('failed');
       deps.log.warn('scheduled refresh skipped an unreadable connector', {
-        connector: refKey(ref),
+        connector: connectorKey,
         ...errorFields(error),
       });
+      await setDue(deps, connectorKey, deps.clock.now() + RETRY_UNREADABLE_MS);
       return;
     }
-    if (connector.document.grantType !== 'refresh_token' && connector.document.prewarm !== true) {
+    if (connector === undefined || !isScheduled(connector.document)) {
       outcomes.push('unmanaged');
+      await setDue(deps, connectorKey, undefined);
       return;
     }
     const outcome = await refreshOne(deps, connector, idleRefreshMs);
     outcomes.push(outcome.result);
     health.push(outcome.after);
+    await setDue(deps, connectorKey, outcome.nextDue);
   });
 
   const count = (result: Outcome) => outcomes.filter((outcome) => outcome === result).length;
   const report: RotationReport = {
-    connectors: refs.length,
+    connectors: due.length,
     refreshed: count('refreshed'),
     failed: count('failed'),
     skipped: count('skipped'),
@@ -116,6 +127,23 @@ export async function rotateConnectors(deps: RotateDeps, options: RotationOption
   const { health: _, ...summary } = report;
   deps.log.info('scheduled rotation finished', { ...summary, durationMs: deps.clock.now() - started });
   return report;
+}
+
+/** The connector a state item's key names. */
+function refOfKey(connectorKey: string): ConnectorRef | undefined {
+  const [family, connectorId, ...rest] = connectorKey.split('/');
+  if (family === undefined || connectorId === undefined || rest.length > 0 || !isFamily(family)) return undefined;
+  return CONNECTOR_ID.test(connectorId) ? { family, connectorId } : undefined;
+}
+
+/** Moves a connector on the schedule; a table that refuses leaves it due, so the next run looks again. */
+async function setDue(deps: RotateDeps, connectorKey: string, dueAt: number | undefined): Promise<void> {
+  await deps.store.setDue(connectorKey, dueAt).catch((error: unknown) => {
+    deps.log.warn('the schedule could not record when a connector is next due', {
+      connector: connectorKey,
+      ...errorFields(error),
+    });
+  });
 }
 
 /**
@@ -135,7 +163,7 @@ async function refreshOne(
   deps: RotateDeps,
   connector: Connector,
   idleRefreshMs: number,
-): Promise<{ result: Outcome; after: ConnectorHealth }> {
+): Promise<{ result: Outcome; after: ConnectorHealth; nextDue: number | undefined }> {
   const connectorKey = refKey(connector.ref);
   let state: ConnectorState;
   try {
@@ -148,17 +176,21 @@ async function refreshOne(
     return {
       result: 'failed',
       after: { connector: connectorKey, state: 'failing', lastError: 'upstream_unavailable' },
+      nextDue: deps.clock.now() + RETRY_UNREADABLE_MS,
     };
   }
   const before = healthOf(connector, state);
   const now = deps.clock.now();
   const backingOff = before.state === 'failing' && (state.failure?.nextAttemptAt ?? 0) > now;
-  if (before.state === 'needs_reauthorization' || backingOff) return { result: 'skipped', after: before };
+  if (before.state === 'needs_reauthorization') return { result: 'skipped', after: before, nextDue: undefined };
+  if (backingOff) return { result: 'skipped', after: before, nextDue: state.failure?.nextAttemptAt };
 
   const tokenKey = tokenKeyOf(connectorKey);
   let result: Outcome = 'fresh';
+  let current: CachedToken | undefined;
   try {
     const cached = await deps.store.getToken(tokenKey, now);
+    current = cached;
     const requirement = freshEnough(connector, idleRefreshMs);
     if (cached === undefined || !serves(cached, requirement, now)) {
       const token = await deps.fetcher.fetch(
@@ -167,6 +199,7 @@ async function refreshOne(
       );
       if (token !== undefined) {
         deps.memory.set(tokenKey, token, deps.clock.now());
+        current = token;
         result = 'refreshed';
       }
     }
@@ -176,8 +209,8 @@ async function refreshOne(
     result = 'failed';
     deps.log.warn('scheduled refresh failed', { connector: connectorKey, ...errorFields(error) });
   }
-  const after =
-    result === 'fresh' ? before : healthOf(connector, await deps.store.getState(connectorKey).catch(() => state));
+  const latest = result === 'fresh' ? state : await deps.store.getState(connectorKey).catch(() => state);
+  const after = result === 'fresh' ? before : healthOf(connector, latest);
   if (after.state !== before.state) {
     deps.metrics.count('HealthStateChanges');
     // Called on the logger, never detached: Powertools' methods need their `this`.
@@ -189,5 +222,23 @@ async function refreshOne(
       upstreamError: after.upstreamError,
     });
   }
-  return { result, after };
+  return { result, after, nextDue: nextLook(deps, connector, after, latest, current, idleRefreshMs) };
+}
+
+/**
+ * When the schedule looks at a connector again: never while it needs re-authorization (a sync of its changed
+ * document puts it back), when its backoff ends while it fails, else when its token is next due.
+ */
+function nextLook(
+  deps: Pick<RotateDeps, 'clock'>,
+  connector: Connector,
+  health: ConnectorHealth,
+  state: ConnectorState,
+  token: CachedToken | undefined,
+  idleRefreshMs: number,
+): number | undefined {
+  if (health.state === 'needs_reauthorization') return undefined;
+  const retry = deps.clock.now() + RETRY_UNREADABLE_MS;
+  if (health.state === 'failing') return state.failure?.nextAttemptAt ?? retry;
+  return token === undefined ? retry : nextDueAt(connector.document, token, idleRefreshMs);
 }

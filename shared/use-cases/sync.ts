@@ -1,7 +1,9 @@
 import { errorFields, VendorError } from '../core/errors.ts';
 import { type ConnectorRef, refKey, tokenKeyOf } from '../core/identifiers.ts';
 import { parseConnector } from '../domain/connector.ts';
+import { isScheduled } from '../domain/schedule.ts';
 import { profileOf } from '../domain/vend-profile.ts';
+import type { Clock } from '../ports/clock.ts';
 import type { ConnectorSource } from '../ports/connector-store.ts';
 import type { Log } from '../ports/log.ts';
 import type { ConnectorStateTable, TokenCache } from '../ports/token-table.ts';
@@ -9,8 +11,9 @@ import type { TokenMemory } from './token-memory.ts';
 
 export interface SyncDeps {
   readonly source: ConnectorSource;
-  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState'>;
+  readonly store: TokenCache & Pick<ConnectorStateTable, 'getState' | 'setDue'>;
   readonly memory: TokenMemory;
+  readonly clock: Clock;
   readonly log: Log;
 }
 
@@ -28,8 +31,11 @@ export async function syncConnector(deps: SyncDeps, ref: ConnectorRef): Promise<
   const state = await deps.store.getState(connectorKey, { secrets: false });
   const keys = [...new Set([tokenKeyOf(connectorKey), ...(state.tokenKeys ?? [])])];
   let profile: ReturnType<typeof profileOf> | undefined;
+  let scheduled = false;
   try {
-    profile = text === undefined ? undefined : profileOf(parseConnector(ref, text));
+    const connector = text === undefined ? undefined : parseConnector(ref, text);
+    profile = connector === undefined ? undefined : profileOf(connector);
+    scheduled = connector !== undefined && isScheduled(connector.document);
   } catch (error) {
     if (!(error instanceof VendorError)) throw error;
     deps.log.warn('a changed connector document is invalid; its cached tokens are discarded', {
@@ -42,6 +48,8 @@ export async function syncConnector(deps: SyncDeps, ref: ConnectorRef): Promise<
     if (profile === undefined) await deps.store.deleteToken(key);
     else await deps.store.setProfile(key, profile);
   }
+  // A connector the schedule keeps fresh is looked at by its next run (it decides whether anything is due).
+  await deps.store.setDue(connectorKey, scheduled ? deps.clock.now() : undefined);
   return profile === undefined ? 'discarded' : 'updated';
 }
 

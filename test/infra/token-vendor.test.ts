@@ -347,6 +347,7 @@ describe('Construct: TokenVendor', () => {
       expect(prefixes).toMatch(/:secret:token-vendor\//);
       const schedules = Object.values(defaults.template.findResources('AWS::Scheduler::Schedule'));
       expect(schedules.map((schedule) => schedule.Properties.Target.Input ?? '{}').sort()).toEqual([
+        '{"reconcile":{"full":true}}',
         '{"reconcile":{}}',
         '{}',
       ]);
@@ -516,6 +517,8 @@ describe('Construct: TokenVendor', () => {
         'secretsmanager:ListSecrets': ['*'],
         'secretsmanager:GetSecretValue': FAMILY_NAMES.map((family) => secretPattern(family)).sort(),
         'secretsmanager:PutSecretValue': [secretPattern('refresh-token')],
+        // The due index, keys only, for its one partition value.
+        'dynamodb:Query': [`<${logicalId(defaults.stack, defaults.vendor.table)}.Arn>/index/due`],
       });
     });
 
@@ -659,11 +662,15 @@ describe('Construct: TokenVendor', () => {
   });
 
   describe('Schedule', () => {
-    it('invokes the scheduled function every 5 minutes by default, without retries', () => {
+    it('runs what is due every minute and reconciles every 5 minutes by default, without retries', () => {
       // Assess
       const fnId = logicalId(defaults.stack, defaults.vendor.rotateFunction.function);
       defaults.template.hasResourceProperties('AWS::Scheduler::Schedule', {
         ScheduleExpression: 'rate(5 minutes)',
+        Target: Match.objectLike({ Input: '{"reconcile":{}}' }),
+      });
+      defaults.template.hasResourceProperties('AWS::Scheduler::Schedule', {
+        ScheduleExpression: 'rate(1 minute)',
         State: 'ENABLED',
         FlexibleTimeWindow: { Mode: 'OFF' },
         Target: Match.objectLike({

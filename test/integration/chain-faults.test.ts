@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
-import { CALLER_ROLE, type Harness, SwitchableSource, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, type Harness, runSchedule, SwitchableSource, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 /**
@@ -80,7 +79,7 @@ describe('Refresh-token chain under faults', () => {
     }
     const documentDuringOutage = await harness.readConnector('refresh-token', 'store-outage');
     source.failing = false;
-    await rotateConnectors(after.deps);
+    await runSchedule(after.deps);
     const caughtUp = await harness.readConnector('refresh-token', 'store-outage');
     const resumed = await harness.vendor({ env }).vend('refresh-token', 'store-outage', { force: true });
 

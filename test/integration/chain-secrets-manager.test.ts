@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManagerClient } from '../../shared/adapters/aws-clients.ts';
 import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
-import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
-import { CALLER_ROLE, type Harness, localCredentials, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, type Harness, localCredentials, runSchedule, startHarness } from '../support/harness.ts';
 import { startOidcServer } from '../support/oidc.ts';
 import { type SecretsManagerServer, startSecretsManagerServer } from '../support/secrets-manager-server.ts';
 
@@ -73,7 +72,7 @@ describe('Refresh-token chain with connectors in Secrets Manager', () => {
         }),
         (async () => {
           while (Date.now() < deadline) {
-            await rotateConnectors(scheduler.deps);
+            await runSchedule(scheduler.deps);
             await new Promise((resolve) => setTimeout(resolve, 1_000));
           }
         })(),

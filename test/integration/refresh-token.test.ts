@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
-import { CALLER_ROLE, type Harness, SwitchableSource, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, type Harness, runSchedule, SwitchableSource, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
@@ -186,7 +185,7 @@ describe('A refresh-token connector that awaits its first authorization (CONTRAC
 
     // Act
     const before = await vendor.vend('refresh-token', 'awaiting').catch((error: unknown) => error);
-    const report = await rotateConnectors(vendor.deps);
+    const report = await runSchedule(vendor.deps);
     await harness.writeConnector('refresh-token', 'awaiting', {
       ...document,
       refreshToken: await oidc.issueRefreshToken('awaiting'),

@@ -1,7 +1,9 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
-import { CALLER_ROLE, type Harness, manualClock, startHarness } from '../support/harness.ts';
+import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
+import type { ConnectorRef } from '../../shared/core/identifiers.ts';
+import { type RotationReport, rotateConnectors } from '../../shared/use-cases/rotate.ts';
+import { CALLER_ROLE, type Harness, manualClock, runSchedule, startHarness } from '../support/harness.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
@@ -12,6 +14,16 @@ async function deadPort(): Promise<number> {
   const address = server.address();
   await new Promise((resolve) => server.close(resolve));
   return typeof address === 'object' && address !== null ? address.port : 1;
+}
+
+/** The connectors folder, counting document reads per connector. */
+class CountingSource extends FileConnectorSource {
+  readonly reads = new Map<string, number>();
+  override async read(ref: ConnectorRef): Promise<string | undefined> {
+    const key = `${ref.family}/${ref.connectorId}`;
+    this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
+    return super.read(ref);
+  }
 }
 
 const FAST = {
@@ -63,7 +75,7 @@ describe('Scheduled rotation and health', () => {
     clock.advance(48_000);
 
     // Act
-    const report = await rotateConnectors(vendor.deps);
+    const report = await runSchedule(vendor.deps);
     const requestsAfterSchedule = oidc.tokenRequests();
     const vended = await harness.vendor({ now: clock.now }).vend('refresh-token', 'near-expiry');
 
@@ -72,6 +84,39 @@ describe('Scheduled rotation and health', () => {
     expect(vended.access_token).not.toBe(first.access_token);
     expect(vended.expires_in).toBe(100);
     expect(oidc.tokenRequests()).toBe(requestsAfterSchedule);
+    expect(oidc.reuses()).toBe(0);
+  });
+
+  it('reads only the documents of connectors that are due, from the due index', async () => {
+    // Prepare: a refresh-token connector the schedule has seen once.
+    await harness.writeConnector('refresh-token', 'indexed', {
+      grantType: 'refresh_token',
+      tokenUrl: oidc.tokenUrl,
+      clientId: 'sched-rt',
+      clientSecret: 'sched-secret',
+      refreshToken: await oidc.issueRefreshToken('sched-rt'),
+      allowedPrincipals: [CALLER_ROLE],
+    });
+    const source = new CountingSource(harness.connectorsDir);
+    const clock = manualClock();
+    const vendor = harness.vendor({ now: clock.now, source });
+    await runSchedule(vendor.deps);
+    const reads = () => source.reads.get('refresh-token/indexed') ?? 0;
+    const readsAfterFirst = reads();
+
+    // Act: a run before its refresh point, then one after (48 s of the 50 s a 100 s token serves).
+    const early = await rotateConnectors(vendor.deps);
+    const readsWhileNotDue = reads() - readsAfterFirst;
+    clock.advance(48_000);
+    const due = await rotateConnectors(vendor.deps);
+
+    // Assess
+    const named = (report: RotationReport) => report.health.map((entry) => entry.connector);
+    expect(named(early)).not.toContain('refresh-token/indexed');
+    expect(readsWhileNotDue).toBe(0);
+    expect(named(due)).toContain('refresh-token/indexed');
+    expect(due.refreshed).toBeGreaterThanOrEqual(1);
+    expect(reads() - readsAfterFirst).toBeGreaterThanOrEqual(1);
     expect(oidc.reuses()).toBe(0);
   });
 
@@ -90,15 +135,15 @@ describe('Scheduled rotation and health', () => {
     });
     const clock = manualClock();
     const vendor = harness.vendor({ now: clock.now });
-    await rotateConnectors(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
+    await runSchedule(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
     const afterFirst = server.requests.length;
 
     // Act
     clock.advance(12 * 3600_000);
-    await rotateConnectors(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
+    await runSchedule(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
     const afterHalfDay = server.requests.length;
     clock.advance(13 * 3600_000);
-    await rotateConnectors(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
+    await runSchedule(vendor.deps, { idleRefreshMs: 24 * 3600_000 });
     await server.close();
 
     // Assess
@@ -125,11 +170,11 @@ describe('Scheduled rotation and health', () => {
     const startedAt = clock.now();
 
     // Act
-    const first = await rotateConnectors(vendor.deps);
+    const first = await runSchedule(vendor.deps);
     clock.advance(10_000);
-    const second = await rotateConnectors(vendor.deps);
+    const second = await runSchedule(vendor.deps);
     clock.advance(3 * 60_000);
-    const third = await rotateConnectors(vendor.deps);
+    const third = await runSchedule(vendor.deps);
 
     // Assess
     const healthIn = (report: typeof first, name: string) => report.health.find((entry) => entry.connector === name);
@@ -162,15 +207,15 @@ describe('Scheduled rotation and health', () => {
     const vendor = harness.vendor();
 
     // Act
-    const first = await rotateConnectors(vendor.deps);
+    const first = await runSchedule(vendor.deps);
     const requestsAfterFirst = oidc.tokenRequests();
-    const second = await rotateConnectors(vendor.deps);
+    const second = await runSchedule(vendor.deps);
     const requestsWhileBroken = oidc.tokenRequests() - requestsAfterFirst;
     await harness.writeConnector('refresh-token', 'revoked', {
       ...document,
       refreshToken: await oidc.issueRefreshToken('sched-rt'),
     });
-    const repaired = await rotateConnectors(vendor.deps);
+    const repaired = await runSchedule(vendor.deps);
 
     // Assess
     const healthIn = (report: typeof first) =>
@@ -203,7 +248,7 @@ describe('Scheduled rotation and health', () => {
     const started = Date.now();
 
     // Act
-    const report = await rotateConnectors(many.vendor().deps, { budgetMs: 20_000, concurrency: 16 });
+    const report = await runSchedule(many.vendor().deps, { budgetMs: 20_000, concurrency: 16 });
     const elapsed = Date.now() - started;
     await many.close();
     await slow.close();

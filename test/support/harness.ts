@@ -18,6 +18,8 @@ import type { Log } from '../../shared/ports/log.ts';
 import type { TokenSealer } from '../../shared/ports/token-sealer.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
 import { forceRefresh } from '../../shared/use-cases/force-refresh.ts';
+import { type RotationOptions, type RotationReport, rotateConnectors } from '../../shared/use-cases/rotate.ts';
+import { reconcileConnectors } from '../../shared/use-cases/sync.ts';
 import { vendToken } from '../../shared/use-cases/vend.ts';
 import type { VendRequest } from '../../shared/use-cases/vend-request.ts';
 
@@ -185,4 +187,13 @@ export async function startHarness(): Promise<Harness> {
       await rm(connectorsDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A scheduled run as local mode makes it: the reconciliation first (here every connector counts as changed, so the
+ * ones just written are on the schedule), then the run over what is due.
+ */
+export async function runSchedule(deps: Runtime, options?: RotationOptions): Promise<RotationReport> {
+  await reconcileConnectors(deps, 0);
+  return rotateConnectors(deps, options);
 }

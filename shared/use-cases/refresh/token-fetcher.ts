@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { errorFields, VendorError } from '../../core/errors.ts';
-import { refKey, splitScope } from '../../core/identifiers.ts';
+import { refKey, splitScope, tokenKeyOf } from '../../core/identifiers.ts';
 import { LruCache } from '../../core/lru.ts';
 import { type CachedToken, refreshAtFor, serves, type TokenRequirement } from '../../core/token-policy.ts';
 import type { Connector } from '../../domain/connector.ts';
 import { requestToken, type TokenResult } from '../../domain/oauth/token-client.ts';
+import { DEFAULT_IDLE_REFRESH_MS, nextDueAt } from '../../domain/schedule.ts';
 import { profileOf } from '../../domain/vend-profile.ts';
 import type { Clock } from '../../ports/clock.ts';
 import type { ConnectorSource } from '../../ports/connector-store.ts';
@@ -28,6 +29,8 @@ export interface FetcherSettings {
   readonly defaultMinTtlMs: number;
   /** The share of a short-lived token's servable window kept back for its refresh (see refreshAtFor). */
   readonly refreshMarginShare?: number | undefined;
+  /** How often the schedule exercises an idle refresh token (its due time after an exchange). */
+  readonly idleRefreshMs?: number | undefined;
 }
 
 export interface FetcherDeps {
@@ -226,6 +229,11 @@ export class TokenFetcher {
       const completed = await this.#bestEffort('store the exchange', connectorKey, () =>
         store.completeExchange(connectorKey, lease, {
           tokenKey: target.tokenKey,
+          // The schedule's next look at it, for the connector's own token (scoped ones are vends' business).
+          dueAt:
+            target.tokenKey === tokenKeyOf(connectorKey)
+              ? nextDueAt(connector.document, token, settings.idleRefreshMs ?? DEFAULT_IDLE_REFRESH_MS)
+              : undefined,
           authMethod: result.authMethod,
           authRevision: connector.tokenRevision,
           chain: next,
