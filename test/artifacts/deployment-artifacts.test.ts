@@ -426,16 +426,22 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
         // Act
         const runs = await Promise.all(
           scheduledFunctions().map((fn) => {
-            const [schedule] = fn.schedules;
-            // Two scheduled runs in one container: the change, then the connector waiting out its backoff.
-            return runner.run(fn, schedule === undefined ? [] : [schedulerEvent(schedule), schedulerEvent(schedule)]);
+            // What each schedule sends: the full reconciliation, the rotation (no input), the reconciliation.
+            const byInput = (wanted: unknown) =>
+              fn.schedules.find((schedule) => JSON.stringify(schedulerEvent(schedule)) === JSON.stringify(wanted));
+            const full = byInput({ reconcile: { full: true } });
+            const rotation = byInput({});
+            if (full === undefined || rotation === undefined) throw new Error(`${fn.logicalId}: a schedule is missing`);
+            // In one container: the full reconciliation puts the connector on the schedule; then two scheduled runs,
+            // the change, then one while the connector waits out its backoff.
+            return runner.run(fn, [schedulerEvent(full), schedulerEvent(rotation), schedulerEvent(rotation)]);
           }),
         );
 
         // Assess
         for (const run of runs) {
-          expectCleanRun(stack, run, 2);
-          const [first, second] = answers(run) as { health: { connector: string }[]; skipped: number }[];
+          expectCleanRun(stack, run, 3);
+          const [, first, second] = answers(run) as { health: { connector: string }[] }[];
           expect(
             first?.health.find((entry) => entry.connector === connector),
             describeRun(run),
@@ -445,8 +451,8 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
             lastError: 'connector_misconfigured',
             nextAttemptAt: expect.any(String),
           });
-          expect(second?.health.find((entry) => entry.connector === connector)).toMatchObject({ state: 'failing' });
-          expect(second?.skipped).toBeGreaterThanOrEqual(1);
+          // Waiting out its backoff, it is not due: the second run does not even read it.
+          expect(second?.health.map((entry) => entry.connector)).not.toContain(connector);
 
           const changes = logRecords(run).filter(
             (record) => record.message === 'connector health changed' && record.connector === connector,
@@ -459,12 +465,12 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
               to: 'failing',
               lastError: 'connector_misconfigured',
               function_name: run.fn.name,
-              function_request_id: run.invocations[0]?.requestId,
+              function_request_id: run.invocations[1]?.requestId,
             }),
           ]);
 
           const blobs = metricBlobs(run);
-          expect(blobs, 'one EMF blob per invocation').toHaveLength(2);
+          expect(blobs, 'one EMF blob per scheduled run (the reconciliation records none)').toHaveLength(2);
           const firstRun = emittedMetrics({ ...run, records: blobs.slice(0, 1) });
           const sum = (name: string) =>
             firstRun
