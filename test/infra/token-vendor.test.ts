@@ -1009,3 +1009,18 @@ describe('App: cdk-nag AwsSolutions', () => {
     expect(report.pluginReports).toEqual([]);
   });
 });
+
+describe('cdk.json', () => {
+  it('turns off the CDK CLI telemetry and notices, which would reach the internet on every synth', () => {
+    // Prepare
+    const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as {
+      notices?: unknown;
+      context: Record<string, unknown>;
+    };
+
+    // Assess: the settings the CLI itself reads (`notices`; `cli-telemetry` in the context, as `cdk cli-telemetry
+    // --disable` writes it).
+    expect(cdkJson.notices).toBe(false);
+    expect(cdkJson.context['cli-telemetry']).toBe(false);
+  });
+});
