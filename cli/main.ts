@@ -40,8 +40,10 @@ const WHERE_HELP: readonly (readonly [string, string])[] = [
   ['--prefix <prefix>', 'Secrets Manager: secrets named <prefix>/<family>/<id> (the deployment uses token-vendor)'],
   ['--region <region>', 'AWS region (default: AWS_REGION, else us-east-1)'],
 ];
-const WHERE_NOTE =
-  'Without --dir or --prefix: TOKEN_VENDOR_CONNECTORS_DIR, else TOKEN_VENDOR_SECRET_PREFIX, else ./connectors.';
+const WHERE_NOTE = [
+  'Without --dir or --prefix: TOKEN_VENDOR_CONNECTORS_DIR, else TOKEN_VENDOR_SECRET_PREFIX, else ./connectors',
+  '(put creates it; list and status, when it does not exist, read the folder the running local mode serves).',
+].join('\n');
 
 const COMMANDS: readonly Command[] = [
   {
@@ -152,8 +154,9 @@ const COMMANDS: readonly Command[] = [
     summary: "each connector's health: ok, failing, needs_reauthorization, invalid",
     usage: 'token-vendor status [--dir <folder> | --prefix <prefix>] [--table <name>] [--json]',
     description: [
-      'Reads every connector and its state item in the token table (AWS_ENDPOINT_URL_DYNAMODB is honoured, so',
-      'a local mode started with it can be inspected too).',
+      'Reads every connector and its state item in the token table. For a folder: the table of the local mode',
+      'serving it (its embedded DynamoDB, recorded in its state folder: TOKEN_VENDOR_STATE_DIR, else',
+      '.token-vendor/state); AWS_ENDPOINT_URL_DYNAMODB, when set, wins. For --prefix: the deployed table.',
       WHERE_NOTE,
     ].join('\n'),
     options: { table: { type: 'string' }, json: { type: 'boolean' }, ...WHERE_OPTIONS },

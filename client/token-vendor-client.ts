@@ -128,7 +128,7 @@ const invalidRequest = (message: string) => new TokenVendorError('invalid_reques
  * ```ts
  * import { TokenVendorClient } from './client/index.ts';
  *
- * const vendor = new TokenVendorClient({ endpoint: process.env.TOKEN_VENDOR_URL! });
+ * const vendor = new TokenVendorClient({ endpoint: process.env.TOKEN_VENDOR_ENDPOINT! });
  *
  * // The connector's own header (name and value), e.g. { name: 'Authorization', value: 'Bearer eyJ…' }.
  * const { name, value } = await vendor.authorizationHeader('client-credentials', 'crm', { scope: 'read' });

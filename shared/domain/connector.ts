@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { misconfigured, VendorError } from '../core/errors.ts';
+import { misconfigured, type VendorError } from '../core/errors.ts';
 import { type ConnectorRef, isScopeToken, splitScope } from '../core/identifiers.ts';
 import { jsonErrorWhere } from '../core/json-position.ts';
 

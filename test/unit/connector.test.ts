@@ -234,7 +234,9 @@ describe('Function: parseConnector', () => {
       expect(grantType.message).toBe(
         'Connector document field "grantType": must be one of client_credentials, password, refresh_token.',
       );
-      expect(authentication.message).toBe('Connector document field "clientAuthentication": must be one of basic, body.');
+      expect(authentication.message).toBe(
+        'Connector document field "clientAuthentication": must be one of basic, body.',
+      );
     });
 
     it.each([
