@@ -77,7 +77,10 @@ export function jsonErrorOffset(text: string): number | undefined {
         } else fail();
       }
     }
-    if (char === '"') return string();
+    if (char === '"') {
+      string();
+      return;
+    }
     const literal = LITERALS.find((word) => text.startsWith(word, at));
     if (literal !== undefined) {
       at += literal.length;
