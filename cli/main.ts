@@ -13,6 +13,7 @@ import {
   type Values,
 } from './commands.ts';
 import { connect } from './connect.ts';
+import { VERSION } from './version.ts';
 
 export type { CliIo } from './commands.ts';
 
@@ -189,7 +190,7 @@ function topHelp(): string {
     column(COMMANDS.map((command) => [command.name, command.summary])),
     '',
     `Families: client-credentials, password, refresh-token. A connector is <family>/<connectorId>.`,
-    "Run 'token-vendor <command> --help' for a command's options.",
+    "Run 'token-vendor <command> --help' for a command's options; 'token-vendor --version' for the version.",
     'Exit codes: 0 done, 1 the command failed (refused, invalid, unreachable), 2 wrong usage.',
     '',
   ].join('\n');
@@ -239,6 +240,10 @@ const wantsHelp = (args: readonly string[]) => args.length === 0 || args[0] === 
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   const [first, ...afterFirst] = argv;
+  if (first === '--version' || first === '-v' || first === 'version') {
+    io.stdout(`${VERSION}\n`);
+    return EXIT.ok;
+  }
   if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
     (first === undefined ? io.stderr : io.stdout)(topHelp());
     return first === undefined ? EXIT.usage : EXIT.ok;

@@ -126,7 +126,7 @@ const invalidRequest = (message: string) => new TokenVendorError('invalid_reques
  *
  * @example
  * ```ts
- * import { TokenVendorClient } from './client/index.ts';
+ * import { TokenVendorClient } from '@token-vendor/client';
  *
  * const vendor = new TokenVendorClient({ endpoint: process.env.TOKEN_VENDOR_ENDPOINT! });
  *
