@@ -127,6 +127,8 @@ export class TokenVendorFunction extends Construct {
       environment: {
         ...props.environment,
         POWERTOOLS_LOG_LEVEL: props.logLevel,
+        // The functions load Powertools Tracer only when this is true (functions/lambda/tracing.ts).
+        POWERTOOLS_TRACE_ENABLED: String(props.tracing),
         // Stack traces point into the TypeScript sources rather than the minified bundle.
         NODE_OPTIONS: '--enable-source-maps',
       },

@@ -180,6 +180,11 @@ export interface TokenVendorProps {
   /** The functions' tuning settings. @default - the service's defaults */
   readonly tuning?: TokenVendorTuning;
   /**
+   * The p99 of the API's latency above which the latency alarm goes off (two of three 5-minute periods).
+   * @default Duration.seconds(5)
+   */
+  readonly latencyAlarmThreshold?: Duration;
+  /**
    * An existing token table instead of one of the construct's: partition key `pk` (string), TTL attribute `ttl`,
    * no sort key. Its own settings (deletion protection, encryption) stay as they are, so `tableDeletionProtection`
    * may not be given with it.
@@ -235,7 +240,8 @@ type OptionalProps =
   | 'table'
   | 'tokenKey'
   | 'tuning'
-  | 'allowPrivateNetworks';
+  | 'allowPrivateNetworks'
+  | 'latencyAlarmThreshold';
 type Resolved = Required<Omit<TokenVendorProps, OptionalProps | 'throttling'>> &
   Pick<TokenVendorProps, OptionalProps> & {
     readonly throttling: Required<TokenVendorThrottling>;
@@ -386,6 +392,12 @@ export class TokenVendor extends Construct {
   public readonly reauthorizationAlarm: cloudwatch.Alarm;
   /** More than 5% of the API's answers were 5xx over five minutes (with at least 10 requests). */
   public readonly serverErrorRateAlarm: cloudwatch.Alarm;
+  /** The API's p99 latency above `latencyAlarmThreshold` in two of three 5-minute periods. */
+  public readonly latencyAlarm: cloudwatch.Alarm;
+  /** More than 20% of token fetches failed over five minutes (with at least 5 fetches). */
+  public readonly fetchFailureAlarm: cloudwatch.Alarm;
+  /** Vends, latency, token fetches and their outcomes, connector health, throttles, the refresher and the schedule. */
+  public readonly dashboard: cloudwatch.Dashboard;
   /** The secret name prefix, as given or defaulted. */
   public readonly secretPrefix: string;
   readonly #connections: ec2.Connections | undefined;
@@ -508,11 +520,15 @@ export class TokenVendor extends Construct {
     });
     this.api = this.#api(config);
 
-    const alarms = this.#alarms(config.metricsNamespace);
+    const latencyThreshold = config.latencyAlarmThreshold ?? Duration.seconds(5);
+    const alarms = this.#alarms(config.metricsNamespace, latencyThreshold);
     this.rotateErrorsAlarm = alarms.rotateErrors;
     this.scheduledRunFailuresAlarm = alarms.scheduledRunFailures;
     this.reauthorizationAlarm = alarms.reauthorization;
     this.serverErrorRateAlarm = alarms.serverErrorRate;
+    this.latencyAlarm = alarms.latency;
+    this.fetchFailureAlarm = alarms.fetchFailures;
+    this.dashboard = this.#dashboard(config.metricsNamespace, Object.values(alarms), latencyThreshold);
     if (config.alarmTopic !== undefined) {
       const action = new cloudwatchActions.SnsAction(config.alarmTopic);
       for (const alarm of Object.values(alarms)) {
@@ -770,17 +786,9 @@ export class TokenVendor extends Construct {
     return api;
   }
 
-  #alarms(namespace: string) {
+  #alarms(namespace: string, latencyThreshold: Duration) {
     const fiveMinutes = Duration.minutes(5);
-    const custom = (metricName: string, statistic: string) =>
-      new cloudwatch.Metric({
-        namespace,
-        metricName,
-        // Powertools adds the service dimension to every metric it emits.
-        dimensionsMap: { service: SERVICE_NAME },
-        statistic,
-        period: fiveMinutes,
-      });
+    const custom = (metricName: string, statistic: string) => serviceMetric(namespace, metricName, statistic);
     const stage = this.api.deploymentStage;
     const base = {
       evaluationPeriods: 1,
@@ -826,9 +834,149 @@ export class TokenVendor extends Construct {
         threshold: 0.05,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       }),
+      latency: new cloudwatch.Alarm(this, 'LatencyAlarm', {
+        ...base,
+        alarmDescription:
+          `The API's p99 latency was above ${latencyThreshold.toSeconds()} s in two of three 5-minute periods: ` +
+          'callers wait on token servers (see the fetch latency and failures on the dashboard) or on the table.',
+        metric: stage.metricLatency({ statistic: 'p99', period: fiveMinutes }),
+        threshold: latencyThreshold.toMilliseconds(),
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
+      fetchFailures: new cloudwatch.Alarm(this, 'FetchFailuresAlarm', {
+        ...base,
+        alarmDescription:
+          'More than 20% of token fetches failed over five minutes: a token server is down, refusing or slow; ' +
+          'the functions log which connector, and token-vendor status shows its health.',
+        metric: new cloudwatch.MathExpression({
+          label: 'token fetch failure rate',
+          // Below five fetches one failure is no rate worth waking anyone for.
+          expression: 'IF(fetches + failures >= 5, failures / (fetches + failures), 0)',
+          usingMetrics: { fetches: custom('TokenFetches', 'Sum'), failures: custom('TokenFetchFailures', 'Sum') },
+          period: fiveMinutes,
+        }),
+        threshold: 0.2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
     };
   }
+
+  /**
+   * One page for the vendor, on the metric names and namespace the functions emit (shared/ports/metrics.ts: Powertools
+   * EMF with the `service` dimension) and the API's, functions' and table's own.
+   */
+  #dashboard(namespace: string, alarms: readonly cloudwatch.Alarm[], latencyThreshold: Duration): cloudwatch.Dashboard {
+    const stage = this.api.deploymentStage;
+    const custom = (metricName: string, statistic: string, label = metricName) =>
+      serviceMetric(namespace, metricName, statistic, label);
+    const vendFunctions = FAMILY_NAMES.map((family) => this.functions[family].function);
+    const allFunctions = [...vendFunctions, this.rotateFunction.function];
+    const width = 8;
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(6) });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Vends (API requests) and errors',
+        width,
+        left: [
+          stage.metricCount({ statistic: 'Sum', label: 'requests' }),
+          stage.metricClientError({ statistic: 'Sum', label: '4xx' }),
+          stage.metricServerError({ statistic: 'Sum', label: '5xx' }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'API latency (ms)',
+        width,
+        left: ['p50', 'p90', 'p99'].map((statistic) => stage.metricLatency({ statistic, label: statistic })),
+        leftAnnotations: [{ value: latencyThreshold.toMilliseconds(), label: 'latency alarm' }],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'How vends were served',
+        width,
+        stacked: true,
+        left: [
+          custom('MemoryHits', 'Sum', 'from memory'),
+          custom('TableHits', 'Sum', 'from the table'),
+          custom('TokenFetches', 'Sum', 'fetched'),
+          custom('StillValidServed', 'Sum', 'still-valid token after a failed fetch'),
+        ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Token fetches and outcomes',
+        width,
+        left: [custom('TokenFetches', 'Sum', 'succeeded'), custom('TokenFetchFailures', 'Sum', 'failed')],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Token fetch latency (ms)',
+        width,
+        left: ['p50', 'p99', 'Maximum'].map((statistic) => custom('TokenFetchLatency', statistic, statistic)),
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Connector health (scheduled run)',
+        width,
+        left: [
+          custom('ConnectorsFailing', 'Maximum', 'failing'),
+          custom('ConnectorsNeedingReauthorization', 'Maximum', 'needing re-authorization'),
+          custom('HealthStateChanges', 'Sum', 'health changes'),
+        ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Throttles',
+        width,
+        left: [
+          ...allFunctions.map((fn, index) =>
+            fn.metricThrottles({ statistic: 'Sum', label: `${[...FAMILY_NAMES, 'rotate'][index]} function` }),
+          ),
+          stage.metricClientError({ statistic: 'Sum', label: 'API 4xx (throttled requests are 429s among them)' }),
+        ],
+        right: [
+          this.table.metricThrottledRequestsForOperations({
+            operations: [
+              dynamodb.Operation.GET_ITEM,
+              dynamodb.Operation.PUT_ITEM,
+              dynamodb.Operation.UPDATE_ITEM,
+              dynamodb.Operation.DELETE_ITEM,
+            ],
+            label: 'token table',
+          }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Refresher: refreshes ahead and scheduled runs',
+        width,
+        left: [
+          this.rotateFunction.function.metricInvocations({
+            statistic: 'Sum',
+            label: 'invocations (a refresh ahead each, plus the scheduled runs)',
+          }),
+          this.rotateFunction.function.metricErrors({ statistic: 'Sum', label: 'errors' }),
+        ],
+        right: [
+          custom('ScheduledRefreshes', 'Sum', 'refreshed by the schedule'),
+          custom('ScheduledRunFailures', 'Sum', 'schedule could not refresh'),
+        ],
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width, alarms: [...alarms] }),
+    );
+    return dashboard;
+  }
 }
+
+/** A metric the functions emit: Powertools adds the `service` dimension to every one. */
+const serviceMetric = (namespace: string, metricName: string, statistic: string, label?: string) =>
+  new cloudwatch.Metric({
+    namespace,
+    metricName,
+    dimensionsMap: { service: SERVICE_NAME },
+    statistic,
+    period: Duration.minutes(5),
+    ...(label === undefined ? {} : { label }),
+  });
 
 const pascal = (name: string) =>
   name

@@ -351,8 +351,18 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
         const runs = await Promise.all(cases.map(({ fn, events }) => runner.run(fn, events)));
 
         // Assess
-        for (const run of runs) {
+        for (const [index, run] of runs.entries()) {
           expectCleanRun(stack, run, run.fn.routes.length);
+          // Every line of an invocation carries API Gateway's request ID as its correlation ID.
+          const events = cases[index]?.events ?? [];
+          const correlationIds = new Map(
+            run.invocations.map((invocation, at) => [invocation.requestId, events[at]?.requestContext.requestId]),
+          );
+          const records = logRecords(run).filter((record) => correlationIds.has(String(record.function_request_id)));
+          expect(records.length).toBeGreaterThan(0);
+          for (const record of records) {
+            expect(record.correlation_id).toBe(correlationIds.get(String(record.function_request_id)));
+          }
           for (const result of answers(run) as APIGatewayProxyResult[]) {
             expect(result.statusCode, describeRun(run)).toBe(500);
             expect(header(result, 'cache-control')).toBe('no-store');

@@ -765,6 +765,51 @@ describe('Construct: TokenVendor', () => {
       });
     });
 
+    it("alarms on the API's p99 latency in two of three periods, at the threshold asked for", () => {
+      // Act
+      const { template } = synthesize({ latencyAlarmThreshold: Duration.seconds(3) });
+
+      // Assess
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/ApiGateway',
+        MetricName: 'Latency',
+        ExtendedStatistic: 'p99',
+        Period: 300,
+        Threshold: 3000,
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 2,
+        ComparisonOperator: 'GreaterThanThreshold',
+      });
+    });
+
+    it('alarms on a token fetch failure rate above 20% of at least five fetches', () => {
+      // Act
+      const { template } = synthesize();
+
+      // Assess
+      const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).filter((alarm) =>
+        JSON.stringify(alarm).includes('TokenFetchFailures'),
+      );
+      expect(alarms).toHaveLength(1);
+      expect(alarms[0]?.Properties).toMatchObject({ Threshold: 0.2, ComparisonOperator: 'GreaterThanThreshold' });
+      const metrics = alarms[0]?.Properties.Metrics as { Expression?: string; MetricStat?: { Metric: unknown } }[];
+      expect(metrics.find((metric) => metric.Expression !== undefined)?.Expression).toBe(
+        'IF(fetches + failures >= 5, failures / (fetches + failures), 0)',
+      );
+      expect(metrics.flatMap((metric) => (metric.MetricStat === undefined ? [] : [metric.MetricStat.Metric]))).toEqual([
+        {
+          Namespace: 'TokenVendor',
+          MetricName: 'TokenFetches',
+          Dimensions: [{ Name: 'service', Value: 'token-vendor' }],
+        },
+        {
+          Namespace: 'TokenVendor',
+          MetricName: 'TokenFetchFailures',
+          Dimensions: [{ Name: 'service', Value: 'token-vendor' }],
+        },
+      ]);
+    });
+
     it('sends every alarm to the topic given, in the namespace given', () => {
       // Prepare
       const app = new App({ context: { ...CDK_CONTEXT, ...SKIP_BUNDLING } });
@@ -780,9 +825,44 @@ describe('Construct: TokenVendor', () => {
       template.resourcePropertiesCountIs(
         'AWS::CloudWatch::Alarm',
         { AlarmActions: [topicRef], OKActions: [topicRef] },
-        4,
+        6,
       );
       template.resourcePropertiesCountIs('AWS::CloudWatch::Alarm', { Namespace: 'Platform/Tokens' }, 2);
+    });
+  });
+
+  describe('Dashboard', () => {
+    it('shows vends, latency percentiles, fetches and outcomes, health, throttles, the refresher and the alarms', () => {
+      // Prepare
+      const { template } = synthesize({ metricsNamespace: 'Platform/Tokens' });
+
+      // Act
+      const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+      const body = JSON.stringify(dashboards[0]?.Properties.DashboardBody);
+
+      // Assess
+      expect(dashboards).toHaveLength(1);
+      // Every metric the functions emit (shared/ports/metrics.ts), under the namespace and dimension they use.
+      for (const name of [
+        'MemoryHits',
+        'TableHits',
+        'TokenFetches',
+        'TokenFetchFailures',
+        'StillValidServed',
+        'TokenFetchLatency',
+        'ScheduledRefreshes',
+        'ScheduledRunFailures',
+        'ConnectorsFailing',
+        'ConnectorsNeedingReauthorization',
+        'HealthStateChanges',
+      ]) {
+        expect(body).toContain(`[\\"Platform/Tokens\\",\\"${name}\\",\\"service\\",\\"token-vendor\\"`);
+      }
+      for (const percentile of ['p50', 'p90', 'p99']) expect(body).toContain(`\\"stat\\":\\"${percentile}\\"`);
+      expect(body).toContain('\\"Throttles\\"');
+      expect(body).toContain('ThrottledRequests');
+      expect(body).toContain('\\"Invocations\\"');
+      expect(body).toContain('\\"type\\":\\"alarm\\"');
     });
   });
 
