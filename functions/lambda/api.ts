@@ -143,7 +143,7 @@ export function createTokenHandler(
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(correlationIds(logger))
-    .use(tracing.middleware() as MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult>)
+    .use(tracing.middlewares() as MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult>[])
     .use(publishMetrics(metrics))
     .use(contractErrors(logger))
     .handler(async (event, context) => {

@@ -71,7 +71,7 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
   const deps = createRuntime(config, logger, { metrics, tracing, ...overrides });
   return middy()
     .use(injectLambdaContext(logger, { resetKeys: true }))
-    .use(tracing.middleware())
+    .use(tracing.middlewares())
     .use(publishMetrics(metrics, true))
     .handler(async (event: unknown) => {
       const demand = demandEvent.safeParse(event);

@@ -10,17 +10,15 @@ export interface FunctionTracing extends Tracing {
   instrument<T extends object>(client: T): T;
   /** Annotates the invocation's trace (identifiers only). */
   annotate(key: string, value: string): void;
-  /** The handler's trace: one subsegment per invocation. */
-  middleware(): MiddlewareObj;
+  /** The handler's trace: one subsegment per invocation (none without tracing: middy refuses an empty object). */
+  middlewares(): MiddlewareObj[];
 }
-
-const NOTHING: MiddlewareObj = {};
 
 /** No tracing: nothing loaded, nothing recorded (local mode, and functions deployed without `tracing`). */
 export const noTracing: FunctionTracing = {
   instrument: (client) => client,
   annotate: () => undefined,
-  middleware: () => NOTHING,
+  middlewares: () => [],
   span: (_name, _annotations, work) => work(),
 };
 
@@ -52,7 +50,7 @@ export function tracingFor(env: Env): FunctionTracing {
       return client;
     },
     annotate: (key, value) => loaded?.annotate(key, value),
-    middleware: () => ({ before: forward('before'), after: forward('after'), onError: forward('onError') }),
+    middlewares: () => [{ before: forward('before'), after: forward('after'), onError: forward('onError') }],
     span: async (name, annotations, work) => (await ready).span(name, annotations, work),
   };
 }

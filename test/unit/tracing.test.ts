@@ -61,7 +61,7 @@ describe('Tracing: Powertools Tracer where tracing is on, nothing where it is of
       }),
     );
     const handler = middy()
-      .use(tracing.middleware())
+      .use(tracing.middlewares())
       .handler(async () => {
         tracing.annotate('connector', 'client-credentials/crm');
         await client.send(new ListTablesCommand({}));
