@@ -6,6 +6,7 @@ import { hitPath } from './scenarios/hit-path.ts';
 import { hotConnector } from './scenarios/hot-connector.ts';
 import { lambdaSemantics } from './scenarios/lambda-semantics.ts';
 import { noVendor } from './scenarios/no-vendor.ts';
+import { scale } from './scenarios/scale.ts';
 import { stampede } from './scenarios/stampede.ts';
 import { steadyState } from './scenarios/steady-state.ts';
 import { throughput } from './scenarios/throughput.ts';
@@ -24,6 +25,7 @@ const SCENARIOS: readonly { id: number; name: string; run: Scenario }[] = [
   { id: 7, name: 'hot connector, 50 containers', run: hotConnector },
   { id: 8, name: 'Lambda semantics', run: lambdaSemantics },
   { id: 9, name: 'tokens at rest', run: tokensAtRest },
+  { id: 10, name: 'scale: 10,000 connectors, 50,000 vends/s', run: scale },
 ];
 
 /** `npm run bench` runs everything; `npm run bench -- --only=1,4 --repetitions=3` is for working on one scenario. */

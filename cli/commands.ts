@@ -9,6 +9,7 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { type TokenResponse, TokenVendorClient, TokenVendorError } from '../client/index.ts';
+import { DEFAULT_STATE_DIR, type LocalInstance, runningInstance } from '../local/instance.ts';
 import { DynamoDBTokenStore } from '../shared/adapters/dynamodb-token-table.ts';
 import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts';
 import { FileConnectorSource } from '../shared/adapters/file-connector-store.ts';
@@ -244,12 +245,17 @@ export type Target =
   | { readonly kind: 'dir'; readonly dir: string }
   | { readonly kind: 'secrets'; readonly prefix: string };
 
+/** The local mode running from `cwd` (its state folder: `TOKEN_VENDOR_STATE_DIR`, else `.token-vendor/state`). */
+const localInstance = (io: CliIo): Promise<LocalInstance | undefined> =>
+  runningInstance(resolve(io.cwd, io.env.TOKEN_VENDOR_STATE_DIR ?? DEFAULT_STATE_DIR));
+
 /**
  * `--dir` (local mode's folder) or `--prefix` (Secrets Manager, as deployed); without either, what the service
- * itself would use: `TOKEN_VENDOR_CONNECTORS_DIR`, `TOKEN_VENDOR_SECRET_PREFIX`, or a `./connectors` folder.
- * Never AWS by accident.
+ * itself would use: `TOKEN_VENDOR_CONNECTORS_DIR`, `TOKEN_VENDOR_SECRET_PREFIX`, or `./connectors`, which a write
+ * creates (local mode serves it from its next start) and a read of a missing one replaces with the folder the
+ * running local mode serves (the demo's). Never AWS by accident.
  */
-export function resolveTarget(values: Values, io: CliIo): Target {
+export async function resolveTarget(values: Values, io: CliIo, purpose: 'read' | 'write'): Promise<Target> {
   const dir = str(values, 'dir');
   const prefix = str(values, 'prefix');
   if (dir !== undefined && prefix !== undefined) throw new UsageError('--dir and --prefix exclude each other');
@@ -266,7 +272,9 @@ export function resolveTarget(values: Values, io: CliIo): Target {
   }
   if (io.env.TOKEN_VENDOR_SECRET_PREFIX !== undefined) return checkedPrefix(io.env.TOKEN_VENDOR_SECRET_PREFIX);
   const local = resolve(io.cwd, DEFAULT_CONNECTORS_DIR);
-  if (existsSync(local)) return { kind: 'dir', dir: local };
+  if (purpose === 'write' || existsSync(local)) return { kind: 'dir', dir: local };
+  const running = (await localInstance(io))?.connectorsDir;
+  if (running !== undefined) return { kind: 'dir', dir: running };
   throw new UsageError(
     'say where the connectors are: --dir <folder> (local mode) or --prefix <secret prefix> (AWS, e.g. token-vendor)',
   );
@@ -339,7 +347,7 @@ export async function connectorsPut(values: Values, positionals: readonly string
   const ref = parseRef(onePositional(positionals, '<family>/<connectorId>'));
   const file = str(values, 'file');
   if (file === undefined) throw new UsageError('missing --file <document.json>');
-  const target = resolveTarget(values, io);
+  const target = await resolveTarget(values, io, 'write');
   if (target.kind === 'dir' && str(values, 'kms-key-id') !== undefined) {
     throw new UsageError('--kms-key-id applies to Secrets Manager (--prefix) only');
   }
@@ -353,7 +361,14 @@ export async function connectorsPut(values: Values, positionals: readonly string
   if (target.kind === 'dir') {
     where = join(target.dir, ref.family, `${ref.connectorId}.json`);
     outcome = existsSync(where) ? 'updated' : 'created';
+    const running = await localInstance(io);
     await writeAtomically(where, text);
+    if (running !== undefined && running.connectorsDir !== target.dir) {
+      io.stderr(
+        `note: the local mode running at ${running.url ?? `pid ${running.pid}`} serves ${running.connectorsDir ?? 'Secrets Manager'}; ` +
+          `restart it (npm start) to serve ${target.dir}\n`,
+      );
+    }
   } else {
     where = secretName(target.prefix, ref);
     const client = secretsManagerClient(io.env, regionFrom(io.env, str(values, 'region')));
@@ -368,7 +383,7 @@ export async function connectorsPut(values: Values, positionals: readonly string
 
 export async function connectorsList(values: Values, positionals: readonly string[], io: CliIo): Promise<void> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  const target = resolveTarget(values, io);
+  const target = await resolveTarget(values, io, 'read');
   if (target.kind === 'dir' && !existsSync(target.dir)) throw new CommandError(`no such folder: ${target.dir}`);
   const opened = openTarget(target, values, io);
   let refs: ConnectorRef[];
@@ -420,13 +435,49 @@ function table(rows: readonly (readonly string[])[]): string {
     .join('');
 }
 
+/**
+ * The environment and table `status` reads a folder's health with: the table of the local mode serving that folder
+ * (its embedded DynamoDB, from the record it keeps in its state folder) unless `AWS_ENDPOINT_URL_DYNAMODB` says
+ * otherwise; connectors in a folder have no table in AWS.
+ */
+async function tableFor(
+  target: Target,
+  values: Values,
+  io: CliIo,
+): Promise<{ env: Env; table: string; region: string | undefined }> {
+  const table = str(values, 'table') ?? io.env.TOKEN_VENDOR_TABLE;
+  const region = regionFrom(io.env, str(values, 'region'));
+  const given = (io.env.AWS_ENDPOINT_URL_DYNAMODB ?? io.env.AWS_ENDPOINT_URL) !== undefined;
+  if (target.kind === 'secrets' || given) return { env: io.env, table: table ?? DEFAULT_TABLE_NAME, region };
+  const running = await localInstance(io);
+  if (running?.dynamodbEndpoint === undefined || running.connectorsDir !== target.dir) {
+    throw new CommandError(
+      `no running local mode serves ${target.dir} (none recorded in ${resolve(io.cwd, io.env.TOKEN_VENDOR_STATE_DIR ?? DEFAULT_STATE_DIR)}): ` +
+        'start it (npm start) from this folder or set TOKEN_VENDOR_STATE_DIR to its state folder, or set ' +
+        'AWS_ENDPOINT_URL_DYNAMODB to the DynamoDB it uses',
+    );
+  }
+  return {
+    // A loopback DynamoDB accepts any signature; the SDK still needs something to sign with.
+    env: {
+      ...io.env,
+      AWS_ENDPOINT_URL_DYNAMODB: running.dynamodbEndpoint,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_SESSION_TOKEN: undefined,
+    },
+    table: table ?? running.table ?? DEFAULT_TABLE_NAME,
+    region: str(values, 'region') ?? running.region ?? region,
+  };
+}
+
 export async function status(values: Values, positionals: readonly string[], io: CliIo): Promise<void> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  const target = resolveTarget(values, io);
+  const target = await resolveTarget(values, io, 'read');
   if (target.kind === 'dir' && !existsSync(target.dir)) throw new CommandError(`no such folder: ${target.dir}`);
-  const tableName = str(values, 'table') ?? io.env.TOKEN_VENDOR_TABLE ?? DEFAULT_TABLE_NAME;
+  const { env, table: tableName, region } = await tableFor(target, values, io);
   const opened = openTarget(target, values, io);
-  const dynamodb = dynamoDBClient(io.env, regionFrom(io.env, str(values, 'region')));
+  const dynamodb = dynamoDBClient(env, region);
   // Health only: the token values stay sealed, so the operator needs no use of the token key.
   const store = new DynamoDBTokenStore({ tableName, client: dynamodb, sealer: EncryptionSdkSealer.ephemeral() });
   const rows: StatusRow[] = [];

@@ -147,7 +147,8 @@ export async function connect(values: Values, positionals: readonly string[], io
   const parameters = parseParams(values.param);
   const timeoutSeconds = parseTimeout(str(values, 'timeout'));
   const plan = planRedirect(str(values, 'redirect-uri'), str(values, 'port'));
-  const target = resolveTarget(values, io);
+  // The connector must exist already: where it is read from is where its new refresh token goes.
+  const target = await resolveTarget(values, io, 'read');
 
   const opened = openTarget(target, values, io);
   try {

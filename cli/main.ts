@@ -13,6 +13,7 @@ import {
   type Values,
 } from './commands.ts';
 import { connect } from './connect.ts';
+import { VERSION } from './version.ts';
 
 export type { CliIo } from './commands.ts';
 
@@ -40,8 +41,10 @@ const WHERE_HELP: readonly (readonly [string, string])[] = [
   ['--prefix <prefix>', 'Secrets Manager: secrets named <prefix>/<family>/<id> (the deployment uses token-vendor)'],
   ['--region <region>', 'AWS region (default: AWS_REGION, else us-east-1)'],
 ];
-const WHERE_NOTE =
-  'Without --dir or --prefix: TOKEN_VENDOR_CONNECTORS_DIR, else TOKEN_VENDOR_SECRET_PREFIX, else ./connectors.';
+const WHERE_NOTE = [
+  'Without --dir or --prefix: TOKEN_VENDOR_CONNECTORS_DIR, else TOKEN_VENDOR_SECRET_PREFIX, else ./connectors',
+  '(put creates it; list and status, when it does not exist, read the folder the running local mode serves).',
+].join('\n');
 
 const COMMANDS: readonly Command[] = [
   {
@@ -152,8 +155,9 @@ const COMMANDS: readonly Command[] = [
     summary: "each connector's health: ok, failing, needs_reauthorization, invalid",
     usage: 'token-vendor status [--dir <folder> | --prefix <prefix>] [--table <name>] [--json]',
     description: [
-      'Reads every connector and its state item in the token table (AWS_ENDPOINT_URL_DYNAMODB is honoured, so',
-      'a local mode started with it can be inspected too).',
+      'Reads every connector and its state item in the token table. For a folder: the table of the local mode',
+      'serving it (its embedded DynamoDB, recorded in its state folder: TOKEN_VENDOR_STATE_DIR, else',
+      '.token-vendor/state); AWS_ENDPOINT_URL_DYNAMODB, when set, wins. For --prefix: the deployed table.',
       WHERE_NOTE,
     ].join('\n'),
     options: { table: { type: 'string' }, json: { type: 'boolean' }, ...WHERE_OPTIONS },
@@ -186,7 +190,7 @@ function topHelp(): string {
     column(COMMANDS.map((command) => [command.name, command.summary])),
     '',
     `Families: client-credentials, password, refresh-token. A connector is <family>/<connectorId>.`,
-    "Run 'token-vendor <command> --help' for a command's options.",
+    "Run 'token-vendor <command> --help' for a command's options; 'token-vendor --version' for the version.",
     'Exit codes: 0 done, 1 the command failed (refused, invalid, unreachable), 2 wrong usage.',
     '',
   ].join('\n');
@@ -236,6 +240,10 @@ const wantsHelp = (args: readonly string[]) => args.length === 0 || args[0] === 
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   const [first, ...afterFirst] = argv;
+  if (first === '--version' || first === '-v' || first === 'version') {
+    io.stdout(`${VERSION}\n`);
+    return EXIT.ok;
+  }
   if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
     (first === undefined ? io.stderr : io.stdout)(topHelp());
     return first === undefined ? EXIT.usage : EXIT.ok;

@@ -3,7 +3,7 @@
  *
  * @example
  * ```ts
- * import { TokenVendorClient, TokenVendorError } from './client/index.ts';
+ * import { TokenVendorClient, TokenVendorError } from '@token-vendor/client';
  *
  * const vendor = new TokenVendorClient({ endpoint: 'https://abc123.execute-api.eu-west-1.amazonaws.com/v1' });
  * const { name, value } = await vendor.authorizationHeader('client-credentials', 'crm');

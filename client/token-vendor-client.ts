@@ -126,9 +126,9 @@ const invalidRequest = (message: string) => new TokenVendorError('invalid_reques
  *
  * @example
  * ```ts
- * import { TokenVendorClient } from './client/index.ts';
+ * import { TokenVendorClient } from '@token-vendor/client';
  *
- * const vendor = new TokenVendorClient({ endpoint: process.env.TOKEN_VENDOR_URL! });
+ * const vendor = new TokenVendorClient({ endpoint: process.env.TOKEN_VENDOR_ENDPOINT! });
  *
  * // The connector's own header (name and value), e.g. { name: 'Authorization', value: 'Bearer eyJ…' }.
  * const { name, value } = await vendor.authorizationHeader('client-credentials', 'crm', { scope: 'read' });

@@ -1,5 +1,6 @@
 import { ArnFormat, type Duration, type RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -44,6 +45,12 @@ export interface TokenVendorFunctionProps {
   readonly tracing: boolean;
   /** Level of the function's own log records (Powertools, and Lambda's filter of them). */
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** The VPC to run in (its ENIs in `vpcSubnets`, with `securityGroups`). @default - no VPC */
+  readonly vpc?: ec2.IVpc;
+  /** @default - the VPC's private subnets */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /** @default - a security group of the function's own */
+  readonly securityGroups?: readonly ec2.ISecurityGroup[];
   /**
    * Retries of an asynchronous invocation (the schedule's).
    * @default - Lambda's default (2)
@@ -110,9 +117,18 @@ export class TokenVendorFunction extends Construct {
       systemLogLevelV2: lambda.SystemLogLevel.INFO,
       tracing: props.tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       ...(props.retryAttempts === undefined ? {} : { retryAttempts: props.retryAttempts }),
+      ...(props.vpc === undefined
+        ? {}
+        : {
+            vpc: props.vpc,
+            ...(props.vpcSubnets === undefined ? {} : { vpcSubnets: props.vpcSubnets }),
+            ...(props.securityGroups === undefined ? {} : { securityGroups: [...props.securityGroups] }),
+          }),
       environment: {
         ...props.environment,
         POWERTOOLS_LOG_LEVEL: props.logLevel,
+        // The functions load Powertools Tracer only when this is true (functions/lambda/tracing.ts).
+        POWERTOOLS_TRACE_ENABLED: String(props.tracing),
         // Stack traces point into the TypeScript sources rather than the minified bundle.
         NODE_OPTIONS: '--enable-source-maps',
       },
@@ -130,6 +146,7 @@ export class TokenVendorFunction extends Construct {
       },
     });
 
+    if (props.vpc !== undefined) this.#grantVpcAccess();
     if (props.tracing) {
       acknowledge(
         this.role.node.findChild('DefaultPolicy'),
@@ -137,6 +154,36 @@ export class TokenVendorFunction extends Construct {
         'Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level permissions.',
       );
     }
+  }
+
+  /**
+   * What Lambda needs of the role to attach the function to a VPC: the actions of AWS's
+   * AWSLambdaVPCAccessExecutionRole (which CDK adds only to roles it creates), in a policy of their own.
+   */
+  #grantVpcAccess(): void {
+    const policy = new iam.Policy(this, 'VpcAccessPolicy', {
+      roles: [this.role],
+      statements: [
+        new iam.PolicyStatement({
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DescribeSubnets',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }),
+      ],
+    });
+    acknowledge(
+      policy,
+      'AwsSolutions-IAM5[Resource::*]',
+      "Lambda's own VPC attachment: exactly the actions of AWS's AWSLambdaVPCAccessExecutionRole, which Lambda " +
+        "uses to manage the function's network interfaces; the Describe actions support no resource-level " +
+        'permissions, and Lambda validates the others against "*".',
+    );
   }
 
   /**
@@ -183,16 +230,18 @@ export class TokenVendorFunction extends Construct {
    * Lets the function seal and open token values with `key`, in the key's policy, only for the table items whose
    * partition key matches `items` (the Encryption SDK passes the item as encryption context, which KMS checks).
    */
-  public grantTokenKey(key: kms.Key, items: readonly string[]): void {
-    key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        principals: [this.role],
-        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
-        // In a key policy, "*" is the key itself.
-        resources: ['*'],
-        conditions: { StringLike: { [`kms:EncryptionContext:${SEAL_CONTEXT_ITEM}`]: [...items] } },
-      }),
+  public grantTokenKey(key: kms.IKey, items: readonly string[]): void {
+    const conditions = { StringLike: { [`kms:EncryptionContext:${SEAL_CONTEXT_ITEM}`]: [...items] } };
+    const actions = ['kms:GenerateDataKey', 'kms:Decrypt'];
+    // In a key policy, "*" is the key itself.
+    const { statementAdded } = key.addToResourcePolicy(
+      new iam.PolicyStatement({ principals: [this.role], actions, resources: ['*'], conditions }),
     );
+    // A key of another stack (imported) keeps its own policy: the role gets the same grant in an identity policy,
+    // which works when that key policy lets the account's IAM policies decide.
+    if (!statementAdded) {
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources: [key.keyArn], conditions }));
+    }
     this.function.addEnvironment(ENV.tokenKeyId, key.keyArn);
   }
 

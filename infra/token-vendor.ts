@@ -4,6 +4,7 @@ import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -13,7 +14,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { FAMILIES, type Family } from '../shared/core/identifiers.ts';
+import { CONNECTOR_ID, FAMILIES, type Family, isFamily } from '../shared/core/identifiers.ts';
 import {
   DEFAULT_FORCED_REFRESH_SECONDS,
   DEFAULT_METRICS_NAMESPACE,
@@ -55,6 +56,31 @@ export interface TokenVendorThrottling {
   readonly rateLimit?: number;
   /** Requests that may arrive at once above the steady rate. @default 100 */
   readonly burstLimit?: number;
+}
+
+/**
+ * The functions' tuning settings (the `TOKEN_VENDOR_*_SECONDS` variables, README "Settings"); each absent one
+ * keeps the service's default.
+ */
+export interface TokenVendorTuning {
+  /** How long a container serves a token from memory after it last read or wrote it in the table. @default 10 */
+  readonly memoryStalenessSeconds?: number;
+  /** How long a container keeps a connector document before reading it again. @default 30 */
+  readonly secretMaxAgeSeconds?: number;
+  /** The lease on a connector's token fetch; above `fetchDeadlineSeconds`. @default 15 */
+  readonly leaseSeconds?: number;
+  /** How long a caller waits for another holder's token; below the functions' 29 s. @default 20 */
+  readonly waitSeconds?: number;
+  /** One attempt at the token server. @default 5 */
+  readonly attemptTimeoutSeconds?: number;
+  /** All attempts of one fetch; below `leaseSeconds`. @default 12 */
+  readonly fetchDeadlineSeconds?: number;
+  /** Attempts per fetch for grants that may be repeated (client credentials, password). @default 3 */
+  readonly maxAttempts?: number;
+  /** The `minTtl` of a caller that gives none. @default 60 */
+  readonly defaultMinTtlSeconds?: number;
+  /** A refresh token unused this long is refreshed by the schedule (servers expire idle ones). @default 86400 */
+  readonly idleRefreshSeconds?: number;
 }
 
 /** Log levels Powertools accepts in `POWERTOOLS_LOG_LEVEL`. */
@@ -137,6 +163,48 @@ export interface TokenVendorProps {
    * @default - alarms without actions
    */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * A VPC to run the functions in, to reach token servers on a private network (through `vpcSubnets`' routes).
+   * The subnets need a way to DynamoDB, Secrets Manager, KMS and Lambda (NAT or VPC endpoints), and to any public
+   * token server.
+   * @default - no VPC: the functions reach public token servers only
+   */
+  readonly vpc?: ec2.IVpc;
+  /** Where in `vpc` the functions' network interfaces go. @default - the VPC's private subnets */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the functions in `vpc`.
+   * @default - one group for all four functions, all outbound traffic allowed (see `connections`)
+   */
+  readonly securityGroups?: readonly ec2.ISecurityGroup[];
+  /**
+   * Whether connectors' token URLs may resolve to private addresses (RFC 1918, RFC 4193, CGNAT); loopback,
+   * link-local and the metadata service stay refused. Needs `vpc`: outside a VPC no private address is reachable.
+   * @default false
+   */
+  readonly allowPrivateNetworks?: boolean;
+  /** The functions' tuning settings. @default - the service's defaults */
+  readonly tuning?: TokenVendorTuning;
+  /**
+   * The p99 of the API's latency above which the latency alarm goes off (two of three 5-minute periods).
+   * @default Duration.seconds(5)
+   */
+  readonly latencyAlarmThreshold?: Duration;
+  /**
+   * An existing token table instead of one of the construct's: partition key `pk` (string), TTL attribute `ttl`,
+   * no sort key, and the schedule's global secondary index `due` (partition key `dueShard` string, sort key `dueAt`
+   * number, keys only). Its own settings (deletion protection, encryption) stay as they are, so `tableDeletionProtection`
+   * may not be given with it.
+   * @default - a new table
+   */
+  readonly table?: dynamodb.ITable;
+  /**
+   * An existing symmetric KMS key to seal token values with, instead of a new one. A key of this stack gets the
+   * per-family grants in its key policy; an imported key gets them in the roles' policies, which its key policy
+   * must let the account's IAM policies grant.
+   * @default - a new key, rotated yearly
+   */
+  readonly tokenKey?: kms.IKey;
 }
 
 /** Refused construct props; the message names the prop. */
@@ -169,10 +237,70 @@ const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-type Resolved = Required<Omit<TokenVendorProps, 'organizationId' | 'kmsKey' | 'alarmTopic' | 'throttling'>> &
-  Pick<TokenVendorProps, 'organizationId' | 'kmsKey' | 'alarmTopic'> & {
+type OptionalProps =
+  | 'organizationId'
+  | 'kmsKey'
+  | 'alarmTopic'
+  | 'vpc'
+  | 'vpcSubnets'
+  | 'securityGroups'
+  | 'table'
+  | 'tokenKey'
+  | 'tuning'
+  | 'allowPrivateNetworks'
+  | 'latencyAlarmThreshold';
+type Resolved = Required<Omit<TokenVendorProps, OptionalProps | 'throttling'>> &
+  Pick<TokenVendorProps, OptionalProps> & {
     readonly throttling: Required<TokenVendorThrottling>;
   };
+
+/** Upper bounds of the tuning settings: what the functions' own limits leave room for. */
+const TUNING_LIMITS: Readonly<Record<keyof TokenVendorTuning, number>> = {
+  memoryStalenessSeconds: 3600,
+  secretMaxAgeSeconds: 3600,
+  leaseSeconds: 300,
+  // API Gateway and the vend functions give up after 29 s.
+  waitSeconds: 28,
+  attemptTimeoutSeconds: 60,
+  fetchDeadlineSeconds: 299,
+  maxAttempts: 10,
+  defaultMinTtlSeconds: 86_400,
+  idleRefreshSeconds: 30 * 86_400,
+};
+
+/** Props that only mean something together with another, or that another makes meaningless. */
+function refuseContradictions(props: TokenVendorProps): void {
+  if (props.vpc === undefined) {
+    for (const name of ['vpcSubnets', 'securityGroups', 'allowPrivateNetworks'] as const) {
+      if (props[name] !== undefined && props[name] !== false) {
+        throw new TokenVendorPropsError(`${name} needs vpc: outside a VPC the functions reach no private network`);
+      }
+    }
+  }
+  if (props.securityGroups?.length === 0) {
+    throw new TokenVendorPropsError('securityGroups must not be empty (leave it out for a group of its own)');
+  }
+  if (props.table !== undefined && props.tableDeletionProtection !== undefined) {
+    throw new TokenVendorPropsError(
+      'tableDeletionProtection applies to a table the construct creates; the table given keeps its own setting',
+    );
+  }
+  const tuning = props.tuning ?? {};
+  for (const [name, value] of Object.entries(tuning) as [keyof TokenVendorTuning, number | undefined][]) {
+    if (value === undefined) continue;
+    const max = TUNING_LIMITS[name];
+    if (!Number.isInteger(value) || value < 1 || value > max) {
+      throw new TokenVendorPropsError(`tuning.${name} must be a whole number from 1 to ${max}, not ${value}`);
+    }
+  }
+  const lease = tuning.leaseSeconds ?? 15;
+  const deadline = tuning.fetchDeadlineSeconds ?? 12;
+  if (deadline >= lease) {
+    throw new TokenVendorPropsError(
+      `tuning.fetchDeadlineSeconds (${deadline}) must be below tuning.leaseSeconds (${lease}): a fetch ends within its lease`,
+    );
+  }
+}
 
 /** Defaults merged under the caller's values, then every value checked; the first bad one is refused by name. */
 function resolveProps(props: TokenVendorProps): Resolved {
@@ -180,6 +308,7 @@ function resolveProps(props: TokenVendorProps): Resolved {
   const given = Object.fromEntries(
     Object.entries(props).filter(([, value]) => value !== undefined),
   ) as Partial<TokenVendorProps>;
+  refuseContradictions(given);
   const resolved: Resolved = {
     ...DEFAULTS,
     ...given,
@@ -248,10 +377,10 @@ export class TokenVendor extends Construct {
   public readonly api: apigateway.RestApi;
   /** The API's access log group. */
   public readonly accessLogGroup: logs.LogGroup;
-  /** The token table (cached tokens, leases, rotation state). */
-  public readonly table: dynamodb.Table;
-  /** The customer-managed key that seals every token value in the table. */
-  public readonly tokenKey: kms.Key;
+  /** The token table (cached tokens, leases, rotation state): the construct's, or the one given. */
+  public readonly table: dynamodb.ITable;
+  /** The customer-managed key that seals every token value in the table: the construct's, or the one given. */
+  public readonly tokenKey: kms.IKey;
   /** The vending function of each grant family. */
   public readonly functions: Readonly<Record<Family, TokenVendorFunction>>;
   /** The scheduled function. */
@@ -270,8 +399,15 @@ export class TokenVendor extends Construct {
   public readonly reauthorizationAlarm: cloudwatch.Alarm;
   /** More than 5% of the API's answers were 5xx over five minutes (with at least 10 requests). */
   public readonly serverErrorRateAlarm: cloudwatch.Alarm;
+  /** The API's p99 latency above `latencyAlarmThreshold` in two of three 5-minute periods. */
+  public readonly latencyAlarm: cloudwatch.Alarm;
+  /** More than 20% of token fetches failed over five minutes (with at least 5 fetches). */
+  public readonly fetchFailureAlarm: cloudwatch.Alarm;
+  /** Vends, latency, token fetches and their outcomes, connector health, throttles, the refresher and the schedule. */
+  public readonly dashboard: cloudwatch.Dashboard;
   /** The secret name prefix, as given or defaulted. */
   public readonly secretPrefix: string;
+  readonly #connections: ec2.Connections | undefined;
 
   constructor(scope: Construct, id: string, props: TokenVendorProps = {}) {
     super(scope, id);
@@ -279,56 +415,58 @@ export class TokenVendor extends Construct {
     this.secretPrefix = config.secretPrefix;
     const familyPrefix = (family: Family) => `${config.secretPrefix}/${family}/`;
 
-    this.table = new dynamodb.Table(this, 'Tokens', {
-      partitionKey: { name: TABLE_KEY, type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      timeToLiveAttribute: TTL_ATTRIBUTE,
-      ...(config.kmsKey === undefined
-        ? { encryption: dynamodb.TableEncryption.AWS_MANAGED }
-        : { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: config.kmsKey }),
-      deletionProtection: config.tableDeletionProtection,
-      removalPolicy: config.removalPolicy,
-    });
-    this.table.addGlobalSecondaryIndex({
-      indexName: DUE_INDEX.name,
-      partitionKey: { name: DUE_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: DUE_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
-      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
-    });
-    this.tokenKey = new kms.Key(this, 'TokenKey', {
-      description: 'Token vendor: seals every access and refresh token stored in the token table',
-      enableKeyRotation: true,
-      removalPolicy: config.removalPolicy,
-      // Administration for the account; using the key is granted in this policy to the vendor's roles alone, per
-      // family through the encryption context, so no IAM policy elsewhere in the account can open a token.
-      policy: new iam.PolicyDocument({
-        statements: [
-          new iam.PolicyStatement({
-            principals: [new iam.AccountRootPrincipal()],
-            actions: KEY_ADMIN_ACTIONS,
-            resources: ['*'],
-          }),
-        ],
-      }),
-    });
-    acknowledge(
-      this.table,
-      'AwsSolutions-DDB3',
-      "The table holds sealed access tokens and each refresh-token connector's live refresh token (sealed under the " +
-        'TokenKey), leases and health. A point-in-time restore would bring back refresh tokens the server has ' +
-        'already rotated away, and presenting one revokes the grant at servers with reuse detection; the recovery ' +
-        'path is the connector secret, which holds the chain at most 10 minutes behind, and access tokens are ' +
-        'fetched again.',
-    );
+    this.table = config.table ?? this.#newTable(config);
+    this.tokenKey =
+      config.tokenKey ??
+      new kms.Key(this, 'TokenKey', {
+        description: 'Token vendor: seals every access and refresh token stored in the token table',
+        enableKeyRotation: true,
+        removalPolicy: config.removalPolicy,
+        // Administration for the account; using the key is granted in this policy to the vendor's roles alone, per
+        // family through the encryption context, so no IAM policy elsewhere in the account can open a token.
+        policy: new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              principals: [new iam.AccountRootPrincipal()],
+              actions: KEY_ADMIN_ACTIONS,
+              resources: ['*'],
+            }),
+          ],
+        }),
+      });
+    const securityGroups =
+      config.vpc === undefined
+        ? undefined
+        : (config.securityGroups ?? [
+            new ec2.SecurityGroup(this, 'FunctionsSecurityGroup', {
+              vpc: config.vpc,
+              description: 'Token vendor functions: outbound to token servers and AWS APIs, nothing inbound',
+              allowAllOutbound: true,
+            }),
+          ]);
+    this.#connections =
+      securityGroups === undefined ? undefined : new ec2.Connections({ securityGroups: [...securityGroups] });
 
+    const tuning = Object.entries(config.tuning ?? {}).flatMap(([name, value]) =>
+      value === undefined ? [] : [[ENV[name as keyof TokenVendorTuning], String(value)]],
+    );
     const environment = {
       [ENV.table]: this.table.tableName,
       [ENV.secretPrefix]: config.secretPrefix,
       [ENV.forcedRefreshSeconds]: String(config.forcedRefreshSeconds),
+      ...(config.allowPrivateNetworks === true ? { [ENV.allowPrivateNetworks]: 'true' } : {}),
+      ...Object.fromEntries(tuning),
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: config.metricsNamespace,
     };
     const common = {
+      ...(config.vpc === undefined
+        ? {}
+        : {
+            vpc: config.vpc,
+            ...(config.vpcSubnets === undefined ? {} : { vpcSubnets: config.vpcSubnets }),
+            securityGroups,
+          }),
       depsLockFilePath: `${repoRoot}package-lock.json`,
       environment,
       logRetention: config.logRetention,
@@ -392,11 +530,15 @@ export class TokenVendor extends Construct {
     });
     this.api = this.#api(config);
 
-    const alarms = this.#alarms(config.metricsNamespace);
+    const latencyThreshold = config.latencyAlarmThreshold ?? Duration.seconds(5);
+    const alarms = this.#alarms(config.metricsNamespace, latencyThreshold);
     this.rotateErrorsAlarm = alarms.rotateErrors;
     this.scheduledRunFailuresAlarm = alarms.scheduledRunFailures;
     this.reauthorizationAlarm = alarms.reauthorization;
     this.serverErrorRateAlarm = alarms.serverErrorRate;
+    this.latencyAlarm = alarms.latency;
+    this.fetchFailureAlarm = alarms.fetchFailures;
+    this.dashboard = this.#dashboard(config.metricsNamespace, Object.values(alarms), latencyThreshold);
     if (config.alarmTopic !== undefined) {
       const action = new cloudwatchActions.SnsAction(config.alarmTopic);
       for (const alarm of Object.values(alarms)) {
@@ -437,6 +579,71 @@ export class TokenVendor extends Construct {
         }),
       ],
     });
+  }
+
+  /**
+   * The functions' network connections when they run in a VPC, to let them reach a private token server:
+   * `tokenServer.connections.allowFrom(vendor, ec2.Port.tcp(443))`.
+   * @throws TokenVendorPropsError without `vpc`
+   */
+  public get connections(): ec2.Connections {
+    if (this.#connections === undefined) throw new TokenVendorPropsError('connections needs vpc');
+    return this.#connections;
+  }
+
+  /**
+   * Lets `grantee` (a workload's role) call the vendor for one connector, as CDK's own `grant*` methods do: an
+   * identity policy allowing `execute-api:Invoke` on exactly that connector's two routes (`GET` the token, `POST`
+   * its refresh) of this API's stage. The connector's `allowedPrincipals` must still name the caller.
+   *
+   * @example
+   * vendor.grantVend(billingWorker.role, 'client-credentials', 'crm');
+   */
+  public grantVend(grantee: iam.IGrantable, family: Family, connectorId: string): iam.Grant {
+    if (!isFamily(family)) {
+      throw new TokenVendorPropsError(`grantVend: unknown family "${family}": one of ${FAMILY_NAMES.join(', ')}`);
+    }
+    if (!CONNECTOR_ID.test(connectorId)) {
+      throw new TokenVendorPropsError(`grantVend: connector ID "${connectorId}" does not match ${CONNECTOR_ID}`);
+    }
+    const path = `/tokens/${family}/${connectorId}`;
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [
+        this.api.arnForExecuteApi('GET', path, STAGE_NAME),
+        this.api.arnForExecuteApi('POST', `${path}/refresh`, STAGE_NAME),
+      ],
+    });
+  }
+
+  #newTable(config: Resolved): dynamodb.Table {
+    const table = new dynamodb.Table(this, 'Tokens', {
+      partitionKey: { name: TABLE_KEY, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: TTL_ATTRIBUTE,
+      ...(config.kmsKey === undefined
+        ? { encryption: dynamodb.TableEncryption.AWS_MANAGED }
+        : { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: config.kmsKey }),
+      deletionProtection: config.tableDeletionProtection,
+      removalPolicy: config.removalPolicy,
+    });
+    table.addGlobalSecondaryIndex({
+      indexName: DUE_INDEX.name,
+      partitionKey: { name: DUE_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: DUE_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+    });
+    acknowledge(
+      table,
+      'AwsSolutions-DDB3',
+      "The table holds sealed access tokens and each refresh-token connector's live refresh token (sealed under the " +
+        'TokenKey), leases and health. A point-in-time restore would bring back refresh tokens the server has ' +
+        'already rotated away, and presenting one revokes the grant at servers with reuse detection; the recovery ' +
+        'path is the connector secret, which holds the chain at most 10 minutes behind, and access tokens are ' +
+        'fetched again.',
+    );
+    return table;
   }
 
   /** The rotation schedule and the reconciliation schedule, at the same rate. */
@@ -609,17 +816,9 @@ export class TokenVendor extends Construct {
     return api;
   }
 
-  #alarms(namespace: string) {
+  #alarms(namespace: string, latencyThreshold: Duration) {
     const fiveMinutes = Duration.minutes(5);
-    const custom = (metricName: string, statistic: string) =>
-      new cloudwatch.Metric({
-        namespace,
-        metricName,
-        // Powertools adds the service dimension to every metric it emits.
-        dimensionsMap: { service: SERVICE_NAME },
-        statistic,
-        period: fiveMinutes,
-      });
+    const custom = (metricName: string, statistic: string) => serviceMetric(namespace, metricName, statistic);
     const stage = this.api.deploymentStage;
     const base = {
       evaluationPeriods: 1,
@@ -665,9 +864,149 @@ export class TokenVendor extends Construct {
         threshold: 0.05,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       }),
+      latency: new cloudwatch.Alarm(this, 'LatencyAlarm', {
+        ...base,
+        alarmDescription:
+          `The API's p99 latency was above ${latencyThreshold.toSeconds()} s in two of three 5-minute periods: ` +
+          'callers wait on token servers (see the fetch latency and failures on the dashboard) or on the table.',
+        metric: stage.metricLatency({ statistic: 'p99', period: fiveMinutes }),
+        threshold: latencyThreshold.toMilliseconds(),
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
+      fetchFailures: new cloudwatch.Alarm(this, 'FetchFailuresAlarm', {
+        ...base,
+        alarmDescription:
+          'More than 20% of token fetches failed over five minutes: a token server is down, refusing or slow; ' +
+          'the functions log which connector, and token-vendor status shows its health.',
+        metric: new cloudwatch.MathExpression({
+          label: 'token fetch failure rate',
+          // Below five fetches one failure is no rate worth waking anyone for.
+          expression: 'IF(fetches + failures >= 5, failures / (fetches + failures), 0)',
+          usingMetrics: { fetches: custom('TokenFetches', 'Sum'), failures: custom('TokenFetchFailures', 'Sum') },
+          period: fiveMinutes,
+        }),
+        threshold: 0.2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
     };
   }
+
+  /**
+   * One page for the vendor, on the metric names and namespace the functions emit (shared/ports/metrics.ts: Powertools
+   * EMF with the `service` dimension) and the API's, functions' and table's own.
+   */
+  #dashboard(namespace: string, alarms: readonly cloudwatch.Alarm[], latencyThreshold: Duration): cloudwatch.Dashboard {
+    const stage = this.api.deploymentStage;
+    const custom = (metricName: string, statistic: string, label = metricName) =>
+      serviceMetric(namespace, metricName, statistic, label);
+    const vendFunctions = FAMILY_NAMES.map((family) => this.functions[family].function);
+    const allFunctions = [...vendFunctions, this.rotateFunction.function];
+    const width = 8;
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(6) });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Vends (API requests) and errors',
+        width,
+        left: [
+          stage.metricCount({ statistic: 'Sum', label: 'requests' }),
+          stage.metricClientError({ statistic: 'Sum', label: '4xx' }),
+          stage.metricServerError({ statistic: 'Sum', label: '5xx' }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'API latency (ms)',
+        width,
+        left: ['p50', 'p90', 'p99'].map((statistic) => stage.metricLatency({ statistic, label: statistic })),
+        leftAnnotations: [{ value: latencyThreshold.toMilliseconds(), label: 'latency alarm' }],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'How vends were served',
+        width,
+        stacked: true,
+        left: [
+          custom('MemoryHits', 'Sum', 'from memory'),
+          custom('TableHits', 'Sum', 'from the table'),
+          custom('TokenFetches', 'Sum', 'fetched'),
+          custom('StillValidServed', 'Sum', 'still-valid token after a failed fetch'),
+        ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Token fetches and outcomes',
+        width,
+        left: [custom('TokenFetches', 'Sum', 'succeeded'), custom('TokenFetchFailures', 'Sum', 'failed')],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Token fetch latency (ms)',
+        width,
+        left: ['p50', 'p99', 'Maximum'].map((statistic) => custom('TokenFetchLatency', statistic, statistic)),
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Connector health (scheduled run)',
+        width,
+        left: [
+          custom('ConnectorsFailing', 'Maximum', 'failing'),
+          custom('ConnectorsNeedingReauthorization', 'Maximum', 'needing re-authorization'),
+          custom('HealthStateChanges', 'Sum', 'health changes'),
+        ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Throttles',
+        width,
+        left: [
+          ...allFunctions.map((fn, index) =>
+            fn.metricThrottles({ statistic: 'Sum', label: `${[...FAMILY_NAMES, 'rotate'][index]} function` }),
+          ),
+          stage.metricClientError({ statistic: 'Sum', label: 'API 4xx (throttled requests are 429s among them)' }),
+        ],
+        right: [
+          this.table.metricThrottledRequestsForOperations({
+            operations: [
+              dynamodb.Operation.GET_ITEM,
+              dynamodb.Operation.PUT_ITEM,
+              dynamodb.Operation.UPDATE_ITEM,
+              dynamodb.Operation.DELETE_ITEM,
+            ],
+            label: 'token table',
+          }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Refresher: refreshes ahead and scheduled runs',
+        width,
+        left: [
+          this.rotateFunction.function.metricInvocations({
+            statistic: 'Sum',
+            label: 'invocations (a refresh ahead each, plus the scheduled runs)',
+          }),
+          this.rotateFunction.function.metricErrors({ statistic: 'Sum', label: 'errors' }),
+        ],
+        right: [
+          custom('ScheduledRefreshes', 'Sum', 'refreshed by the schedule'),
+          custom('ScheduledRunFailures', 'Sum', 'schedule could not refresh'),
+        ],
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width, alarms: [...alarms] }),
+    );
+    return dashboard;
+  }
 }
+
+/** A metric the functions emit: Powertools adds the `service` dimension to every one. */
+const serviceMetric = (namespace: string, metricName: string, statistic: string, label?: string) =>
+  new cloudwatch.Metric({
+    namespace,
+    metricName,
+    dimensionsMap: { service: SERVICE_NAME },
+    statistic,
+    period: Duration.minutes(5),
+    ...(label === undefined ? {} : { label }),
+  });
 
 const pascal = (name: string) =>
   name

@@ -20,6 +20,8 @@ export interface ApiGatewayOptions {
 
 const MAX_BODY_BYTES = 64 * 1024;
 const ROUTE = /^\/tokens\/([^/]*)\/([^/]*)(\/refresh)?$/;
+/** API Gateway's message for a route or method the API does not define. */
+export const MISSING_AUTHENTICATION_TOKEN = 'Missing Authentication Token';
 
 function send(response: ServerResponse, result: APIGatewayProxyResult): void {
   response.writeHead(result.statusCode, { ...(result.headers as Record<string, string> | undefined) });
@@ -81,13 +83,27 @@ export function createApiGateway(options: ApiGatewayOptions): Server {
     const queryStart = url.indexOf('?');
     const rawPath = queryStart === -1 ? url : url.slice(0, queryStart);
     const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
+    const method = request.method ?? 'GET';
+    // API Gateway matches the route before it authenticates: a path or method the API does not define (an
+    // unknown family, GET …/refresh, POST on a token) gets its MISSING_AUTHENTICATION_TOKEN answer, which the
+    // construct's gateway response turns into this body (infra GATEWAY_ERRORS), signed or not.
+    const route = ROUTE.exec(rawPath);
+    const [, rawFamily = '', rawConnectorId = '', refresh] = route ?? [];
+    const family = decodeComponent(rawFamily);
+    if (
+      route === null ||
+      family === undefined ||
+      !isFamily(family) ||
+      method !== (refresh === undefined ? 'GET' : 'POST')
+    )
+      return refusal(403, 'access_denied', MISSING_AUTHENTICATION_TOKEN);
+
     const body = await readBody(request);
     if (body === undefined) return refusal(413, 'invalid_request', 'Request body too large.');
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(request.headers)) {
       if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
     }
-    const method = request.method ?? 'GET';
     const verification = await verifySigV4(
       { method, rawPath, rawQuery, headers, body },
       options.principals,
@@ -96,17 +112,9 @@ export function createApiGateway(options: ApiGatewayOptions): Server {
     );
     if (!verification.ok) return refusal(403, 'access_denied', verification.reason);
 
-    const route = ROUTE.exec(rawPath);
-    if (route === null) return refusal(rawPath.startsWith('/tokens/') ? 400 : 404, 'invalid_request', 'No such route.');
-    const [, rawFamily = '', rawConnectorId = '', refresh] = route;
-    const family = decodeComponent(rawFamily);
     const connectorId = decodeComponent(rawConnectorId);
-    if (family === undefined || !isFamily(family))
-      return refusal(400, 'invalid_request', 'Unknown grant family in the path.');
     if (connectorId === undefined || connectorId === '')
       return refusal(400, 'invalid_request', 'Malformed connector ID.');
-    const expectedMethod = refresh === undefined ? 'GET' : 'POST';
-    if (method !== expectedMethod) return refusal(405, 'invalid_request', `Use ${expectedMethod} on this route.`);
 
     // Verification already refused a query that does not decode.
     const query = parseQuery(rawQuery) ?? {};

@@ -6,12 +6,14 @@ import { z } from 'zod';
 import { rotateFunction, tokenFunction } from '../functions/lambda/entry.ts';
 import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts';
 import type { Family } from '../shared/core/identifiers.ts';
-import { DEFAULT_CONNECTORS_DIR, DEFAULT_TABLE_NAME, SECRET_PREFIX } from '../shared/core/settings.ts';
+import { DEFAULT_CONNECTORS_DIR } from '../shared/core/settings.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
 import { type DemoAuthServer, startDemoAuthServer } from './demo-auth-server.ts';
 import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';
+import { claimStateDir, type StateClaim } from './instance.ts';
 import { FunctionPool, startInvokeApi } from './lambda-runtime.ts';
 import { LOCAL_NETWORK } from './network.ts';
+import { parseSettings } from './settings.ts';
 import type { Principals } from './sigv4.ts';
 import { LOCAL_KEY_FILE, loadLocalTokenKey } from './token-key.ts';
 
@@ -26,21 +28,6 @@ const principalsSchema = z.record(
   z.string().min(1),
   z.object({ secretAccessKey: z.string().min(1), arn: z.string().regex(/^arn:aws[a-z-]*:(iam|sts)::\d{12}:/) }),
 );
-
-const settingsSchema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  TOKEN_VENDOR_CONNECTORS_DIR: z.string().min(1).optional(),
-  TOKEN_VENDOR_SECRET_PREFIX: z.string().regex(SECRET_PREFIX).optional(),
-  TOKEN_VENDOR_LOCAL_PRINCIPALS: z.string().min(1).optional(),
-  TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: z.coerce.number().min(0).default(60),
-  TOKEN_VENDOR_STATE_DIR: z.string().min(1).default(join('.token-vendor', 'state')),
-  TOKEN_VENDOR_LAMBDA: z.enum(['0', '1']).default('0'),
-  AWS_REGION: z.string().min(1).default('us-east-1'),
-  AWS_ENDPOINT_URL_DYNAMODB: z.string().url().optional(),
-  AWS_ENDPOINT_URL_SECRETS_MANAGER: z.string().url().optional(),
-  TOKEN_VENDOR_TABLE: z.string().min(1).default(DEFAULT_TABLE_NAME),
-  TOKEN_VENDOR_DEMO: z.enum(['0', '1']).optional(),
-});
 
 async function loadPrincipals(path: string | undefined): Promise<Principals> {
   if (path === undefined) {
@@ -171,8 +158,9 @@ async function startFunctions(
 }
 
 async function main(): Promise<void> {
-  const settings = settingsSchema.parse(process.env);
+  const settings = parseSettings(process.env);
   const closers: (() => Promise<void>)[] = [];
+  const stateDir = resolve(settings.TOKEN_VENDOR_STATE_DIR);
 
   // Connectors from a folder (given, or ./connectors), else from Secrets Manager under a prefix, else the demo.
   const fromSecrets =
@@ -184,6 +172,10 @@ async function main(): Promise<void> {
       !fromSecrets &&
       settings.TOKEN_VENDOR_CONNECTORS_DIR === undefined &&
       !existsSync(connectorsDir));
+  // The embedded DynamoDB's files and the demo connectors are this process's alone: take the state folder before
+  // writing anything, so a second `npm start` (on a busy port or not) leaves a running one's untouched.
+  let claim: StateClaim | undefined;
+  if (settings.AWS_ENDPOINT_URL_DYNAMODB === undefined || demoMode) claim = await claimStateDir(stateDir);
   let demo: DemoAuthServer | undefined;
   if (demoMode) {
     demo = await startDemoAuthServer({
@@ -193,13 +185,13 @@ async function main(): Promise<void> {
       users: { 'demo-user': 'demo-password' },
     });
     closers.push(() => (demo as DemoAuthServer).close());
-    connectorsDir = resolve('.token-vendor', 'demo-connectors');
+    connectorsDir = join(stateDir, 'demo-connectors');
     await writeDemoConnectors(connectorsDir, demo);
   }
 
   let endpoint = settings.AWS_ENDPOINT_URL_DYNAMODB;
   if (endpoint === undefined) {
-    const path = resolve(settings.TOKEN_VENDOR_STATE_DIR, 'dynamodb');
+    const path = join(stateDir, 'dynamodb');
     await mkdir(path, { recursive: true });
     const embedded = await startEmbeddedDynamoDB({ path });
     closers.push(() => embedded.close());
@@ -227,7 +219,7 @@ async function main(): Promise<void> {
   await ensureTable(dynamodb, settings.TOKEN_VENDOR_TABLE);
   dynamodb.destroy();
 
-  const keyFile = resolve(settings.TOKEN_VENDOR_STATE_DIR, 'token-key');
+  const keyFile = join(stateDir, 'token-key');
   const { handlers, rotate } = await startFunctions(settings.TOKEN_VENDOR_LAMBDA === '1', keyFile, closers);
 
   const principals = await loadPrincipals(settings.TOKEN_VENDOR_LOCAL_PRINCIPALS);
@@ -269,6 +261,14 @@ async function main(): Promise<void> {
   process.once('SIGTERM', shutdown);
 
   const url = `http://127.0.0.1:${port}`;
+  // What `token-vendor status` reads to reach this instance's table.
+  await claim?.update({
+    url,
+    dynamodbEndpoint: endpoint,
+    table: settings.TOKEN_VENDOR_TABLE,
+    region: settings.AWS_REGION,
+    ...(fromSecrets && !demoMode ? {} : { connectorsDir }),
+  });
   if (demo !== undefined) {
     process.stdout.write(
       [
@@ -284,6 +284,7 @@ async function main(): Promise<void> {
   const where =
     fromSecrets && !demoMode ? `Secrets Manager under ${settings.TOKEN_VENDOR_SECRET_PREFIX}/` : connectorsDir;
   process.stdout.write(`token vendor (local mode${how}; connectors from ${where}) listening on ${url}\n`);
+  process.stdout.write(`token table ${settings.TOKEN_VENDOR_TABLE} in DynamoDB at ${endpoint}\n`);
 }
 
 main().catch((error: unknown) => {

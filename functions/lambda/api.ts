@@ -9,6 +9,7 @@ import type { Family } from '../../shared/core/identifiers.ts';
 import { type ForceRefreshDeps, forceRefresh } from '../../shared/use-cases/force-refresh.ts';
 import { type VendDeps, vendToken } from '../../shared/use-cases/vend.ts';
 import type { VendRequest } from '../../shared/use-cases/vend-request.ts';
+import { type FunctionTracing, noTracing } from './tracing.ts';
 
 const BASE_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' } as const;
 
@@ -115,20 +116,42 @@ export function publishMetrics(metrics: AggregatedMetrics, always = false): Midd
   return { after: publish, onError: publish };
 }
 
-/** One grant family's Lambda handler: logger context, metrics, contract errors, and one call into the use case. */
+/**
+ * API Gateway's request ID (`requestContext.requestId`, also in the API's access log as `requestId`) as the
+ * `correlation_id` of every log line of the invocation, refusals included; reset with the other keys after it.
+ */
+export function correlationIds(logger: Logger): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
+  return {
+    before: (request) => {
+      const { requestContext } = request.event as { requestContext?: { requestId?: unknown } };
+      if (typeof requestContext?.requestId === 'string') logger.setCorrelationId(requestContext.requestId);
+    },
+  };
+}
+
+/**
+ * One grant family's Lambda handler: logger context with API Gateway's request ID, the invocation's trace, metrics,
+ * contract errors, and one call into the use case.
+ */
 export function createTokenHandler(
   family: Family,
   deps: VendDeps & ForceRefreshDeps,
   logger: Logger,
   metrics: AggregatedMetrics,
+  tracing: FunctionTracing = noTracing,
 ) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(correlationIds(logger))
+    .use(tracing.middlewares() as MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult>[])
     .use(publishMetrics(metrics))
     .use(contractErrors(logger))
     .handler(async (event, context) => {
       const request = toVendRequest(family, event);
-      logger.appendKeys({ connector: `${family}/${request.connectorId}`, caller: request.caller.arn });
+      const connector = `${family}/${request.connectorId}`;
+      logger.appendKeys({ connector, caller: request.caller.arn });
+      // Identifiers only: the connector is searchable in X-Ray, nothing of its document is.
+      tracing.annotate('connector', connector);
       // The invocation's own end bounds the answer too (a function timeout below API Gateway's 29 s).
       const deadline = deps.clock.now() + context.getRemainingTimeInMillis() - INVOCATION_RESERVE_MS;
       const withDeadline = { ...request, deadline };

@@ -29,6 +29,7 @@ import type { SyncDeps } from '../../shared/use-cases/sync.ts';
 import { TokenMemory } from '../../shared/use-cases/token-memory.ts';
 import type { VendDeps } from '../../shared/use-cases/vend.ts';
 import type { Config } from './config.ts';
+import { type FunctionTracing, noTracing } from './tracing.ts';
 
 export interface RuntimeOverrides {
   readonly source?: ConnectorSource;
@@ -46,6 +47,8 @@ export interface RuntimeOverrides {
   readonly refreshRequests?: RefreshRequests;
   /** Seals token values in the table; local mode passes one under its own key, AWS uses the KMS key. */
   readonly sealer?: TokenSealer;
+  /** X-Ray through Powertools where the function has tracing on; nothing otherwise. */
+  readonly tracing?: FunctionTracing;
 }
 
 function sealerFor(config: Config, overrides: RuntimeOverrides): TokenSealer {
@@ -53,7 +56,9 @@ function sealerFor(config: Config, overrides: RuntimeOverrides): TokenSealer {
   if (config.tokenKeyId === undefined) {
     throw new Error('Invalid setting TOKEN_VENDOR_TOKEN_KEY_ID: required, the table holds no token in clear');
   }
-  return EncryptionSdkSealer.kms(config.tokenKeyId);
+  return EncryptionSdkSealer.kms(config.tokenKeyId, undefined, (client) =>
+    (overrides.tracing ?? noTracing).instrument(client),
+  );
 }
 
 /** Everything one container's use cases take: each reads only its own part. */
@@ -64,12 +69,13 @@ export type Runtime = VendDeps & ForceRefreshDeps & RotateDeps & SyncDeps;
  * modules call it once per container; tests call it with real loopback servers behind the overrides.
  */
 export function createRuntime(config: Config, log: Log, overrides: RuntimeOverrides = {}): Runtime {
+  const tracing = overrides.tracing ?? noTracing;
   const source =
     overrides.source ??
     (config.connectorsDir !== undefined
       ? new FileConnectorSource(config.connectorsDir)
       : new SecretsManagerConnectorSource({
-          client: createSecretsManagerClient(),
+          client: tracing.instrument(createSecretsManagerClient()),
           prefix: config.secretPrefix,
           maxAgeSeconds: config.secretMaxAgeSeconds,
         }));
@@ -78,7 +84,7 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
     overrides.store ??
     new DynamoDBTokenStore({
       tableName: config.tableName,
-      client: createDynamoDBClient(),
+      client: tracing.instrument(createDynamoDBClient()),
       sealer: sealerFor(config, overrides),
     });
   const { now } = overrides;
@@ -88,13 +94,17 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
     overrides.refreshRequests ??
     (config.refreshFunction === undefined
       ? undefined
-      : new LambdaRefreshRequests({ client: createLambdaClient(), functionName: config.refreshFunction }));
+      : new LambdaRefreshRequests({
+          client: tracing.instrument(createLambdaClient()),
+          functionName: config.refreshFunction,
+        }));
   const fetcher = new TokenFetcher({
     source,
     store,
     http: overrides.http ?? createHttpClient(network),
     clock,
     log,
+    tracing,
     settings: {
       leaseMs: config.leaseMs,
       waitMs: config.waitMs,

@@ -12,6 +12,7 @@ import { reconcileConnectors, syncConnector } from '../../shared/use-cases/sync.
 import { createTokenHandler, publishMetrics } from './api.ts';
 import { createRuntime, type RuntimeOverrides } from './composition.ts';
 import { loadConfig } from './config.ts';
+import { tracingFor } from './tracing.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -22,8 +23,9 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverrides = {}) {
   const logger = createLogger();
   const metrics = new AggregatedMetrics(createMetrics(env.POWERTOOLS_METRICS_NAMESPACE));
-  const deps = createRuntime(loadConfig(env), logger, { metrics, ...overrides });
-  return createTokenHandler(family, deps, logger, metrics);
+  const tracing = overrides.tracing ?? tracingFor(env);
+  const deps = createRuntime(loadConfig(env), logger, { metrics, tracing, ...overrides });
+  return createTokenHandler(family, deps, logger, metrics, tracing);
 }
 
 const connectorRef = z.object({
@@ -68,15 +70,18 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
   const logger = createLogger();
   const metrics = new AggregatedMetrics(createMetrics(env.POWERTOOLS_METRICS_NAMESPACE));
   const config = loadConfig(env);
-  const deps = createRuntime(config, logger, { metrics, ...overrides });
+  const tracing = overrides.tracing ?? tracingFor(env);
+  const deps = createRuntime(config, logger, { metrics, tracing, ...overrides });
   return middy()
     .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(tracing.middlewares())
     .use(publishMetrics(metrics, true))
     .handler(async (event: unknown) => {
       const demand = demandEvent.safeParse(event);
       if (demand.success) {
         const { family, connectorId, scopeKey } = demand.data.refresh;
         logger.appendKeys({ connector: `${family}/${connectorId}` });
+        tracing.annotate('connector', `${family}/${connectorId}`);
         try {
           const started = deps.clock.now();
           const token = await refreshDemanded(deps, { family, connectorId, scopeKey });

@@ -56,8 +56,12 @@ export class EncryptionSdkSealer implements TokenSealer {
   }
 
   /** Under a customer-managed KMS key (AWS); the KMS client is bounded like every other SDK client. */
-  static kms(keyId: string, timeouts: CallTimeouts = KMS_TIMEOUTS): EncryptionSdkSealer {
-    const client = new KMS({ maxAttempts: timeouts.maxAttempts, requestHandler: boundedHandler(timeouts) });
+  static kms(
+    keyId: string,
+    timeouts: CallTimeouts = KMS_TIMEOUTS,
+    instrument: (client: KMS) => KMS = (client) => client,
+  ): EncryptionSdkSealer {
+    const client = instrument(new KMS({ maxAttempts: timeouts.maxAttempts, requestHandler: boundedHandler(timeouts) }));
     return new EncryptionSdkSealer(new KmsKeyringNode({ generatorKeyId: keyId, clientProvider: () => client }));
   }
 

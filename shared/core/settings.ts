@@ -29,6 +29,15 @@ export const ENV = {
   refreshFunction: 'TOKEN_VENDOR_REFRESH_FUNCTION',
   tokenKeyId: 'TOKEN_VENDOR_TOKEN_KEY_ID',
   reconcileWindowSeconds: 'TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS',
+  memoryStalenessSeconds: 'TOKEN_VENDOR_MEMORY_STALENESS_SECONDS',
+  secretMaxAgeSeconds: 'TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS',
+  leaseSeconds: 'TOKEN_VENDOR_LEASE_SECONDS',
+  waitSeconds: 'TOKEN_VENDOR_WAIT_SECONDS',
+  attemptTimeoutSeconds: 'TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS',
+  fetchDeadlineSeconds: 'TOKEN_VENDOR_FETCH_DEADLINE_SECONDS',
+  maxAttempts: 'TOKEN_VENDOR_MAX_ATTEMPTS',
+  defaultMinTtlSeconds: 'TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS',
+  idleRefreshSeconds: 'TOKEN_VENDOR_IDLE_REFRESH_SECONDS',
 } as const;
 
 /** The encryption-context key that binds a sealed token value to its table item (KMS conditions name it). */

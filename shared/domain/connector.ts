@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { misconfigured } from '../core/errors.ts';
+import { misconfigured, type VendorError } from '../core/errors.ts';
 import { type ConnectorRef, isScopeToken, splitScope } from '../core/identifiers.ts';
+import { jsonErrorWhere } from '../core/json-position.ts';
 
 /** RFC 9110 §5.6.2 token, the only legal header name. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -136,38 +137,56 @@ function tokenRevisionOf(document: ConnectorDocument): string {
   return fingerprint(JSON.stringify(settings));
 }
 
+interface Problem {
+  readonly field: string;
+  readonly problem: string;
+}
+
 // Zod's own messages for some issue kinds quote the input; these never do.
-function describeIssue(issue: z.core.$ZodIssue): { field: string; problem: string } {
+function describeIssue(issue: z.core.$ZodIssue): Problem[] {
   if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0] ?? '';
-    return { field: [...issue.path, key].join('.'), problem: 'is not a known field' };
+    return issue.keys.map((key) => ({ field: [...issue.path, key].join('.'), problem: 'is not a known field' }));
   }
   const field = issue.path.length === 0 ? '(document)' : issue.path.map(String).join('.');
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined
-        ? { field, problem: 'is required' }
-        : { field, problem: `must be ${issue.expected === 'int' ? 'an integer' : `of type ${issue.expected}`}` };
+      return [
+        issue.input === undefined
+          ? { field, problem: 'is required' }
+          : { field, problem: `must be ${issue.expected === 'int' ? 'an integer' : `of type ${issue.expected}`}` },
+      ];
     case 'invalid_value':
-      return issue.input === undefined
-        ? { field, problem: 'is required' }
-        : { field, problem: 'has a value that is not allowed' };
+      // The allowed values are the schema's own words, never the input's.
+      return [
+        issue.input === undefined
+          ? { field, problem: 'is required' }
+          : { field, problem: `must be one of ${issue.values.map(String).join(', ')}` },
+      ];
     case 'too_small':
-      return { field, problem: issue.origin === 'array' ? 'must not be empty' : 'is too small or empty' };
+      return [{ field, problem: issue.origin === 'array' ? 'must not be empty' : 'is too small or empty' }];
     case 'too_big':
-      return { field, problem: 'is too large' };
+      return [{ field, problem: 'is too large' }];
     case 'invalid_key': {
       // The key's own refinement says why (its messages are ours and never quote the key's value).
       const inner = issue.issues[0];
-      return { field, problem: inner?.code === 'custom' ? inner.message : 'has an invalid key' };
+      return [{ field, problem: inner?.code === 'custom' ? inner.message : 'has an invalid key' }];
     }
     default:
-      return { field, problem: issue.message };
+      return [{ field, problem: issue.message }];
   }
 }
 
+/** Every problem of a document in one message (`field "a": …; field "b": …`), so one round fixes them all. */
+function misconfiguredAll(problems: readonly Problem[]): VendorError {
+  const [first, ...rest] = problems;
+  if (first === undefined) return misconfigured('(document)', 'is invalid');
+  const more = rest.map(({ field, problem }) => `; field "${field}": ${problem}`).join('');
+  return misconfigured(first.field, `${first.problem}${more}`);
+}
+
 /**
- * Validates a connector document (CONTRACT §2). Errors name the field and never its value.
+ * Validates a connector document (CONTRACT §2). Errors name every field in trouble and never a value; invalid
+ * JSON is located by line and column.
  * @throws VendorError `connector_misconfigured`
  */
 export function parseConnector(ref: ConnectorRef, text: string): Connector {
@@ -175,16 +194,11 @@ export function parseConnector(ref: ConnectorRef, text: string): Connector {
   try {
     json = JSON.parse(text);
   } catch {
-    throw misconfigured('(document)', 'is not valid JSON');
+    throw misconfigured('(document)', `is not valid JSON${jsonErrorWhere(text)}`);
   }
   // reportInput lets describeIssue tell "missing" from "wrong"; the input itself never reaches a message.
   const result = connectorSchema.safeParse(json, { reportInput: true });
-  if (!result.success) {
-    const first = result.error.issues[0];
-    const { field, problem } =
-      first === undefined ? { field: '(document)', problem: 'is invalid' } : describeIssue(first);
-    throw misconfigured(field, problem);
-  }
+  if (!result.success) throw misconfiguredAll(result.error.issues.flatMap(describeIssue));
   return { ref, document: result.data, revision: fingerprint(text), tokenRevision: tokenRevisionOf(result.data) };
 }
 

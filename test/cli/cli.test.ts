@@ -168,7 +168,9 @@ describe('CLI: token-vendor', () => {
       expect(run.code).toBe(EXIT.failed);
       expect(serviceMessage).toBe('Connector document field "clientSecrett": is not a known field.');
       expect(run.stderr).toContain(`typo.json: invalid: ${serviceMessage}`);
-      expect(run.stderr).toContain('not-json.json: invalid: Connector document field "(document)": is not valid JSON.');
+      expect(run.stderr).toContain(
+        'not-json.json: invalid: Connector document field "(document)": is not valid JSON at line 1, column 16.',
+      );
       expect(run.stderr).toContain('2 of 3 document(s) invalid');
       expect(run.stdout).toBe('crm.json: valid client_credentials connector\n');
       expect(run.stderr).not.toContain('typo-value');
@@ -519,7 +521,9 @@ describe('CLI: token-vendor', () => {
         /client-credentials\/down\s+failing\s+1 failure\(s\) in a row, last upstream_unavailable/,
       );
       expect(run.stdout).toMatch(/revoked\s+needs_reauthorization\s+invalid_client: put a new document/);
-      expect(run.stdout).toMatch(/password\/broken\s+invalid\s+Connector document field "username": is required\./);
+      expect(run.stdout).toMatch(
+        /password\/broken\s+invalid\s+Connector document field "username": is required; field "password": is required\./,
+      );
       expect(JSON.parse(json.stdout)).toContainEqual({
         connector: 'client-credentials/revoked',
         state: 'needs_reauthorization',

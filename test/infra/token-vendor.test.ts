@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App, type CfnElement, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -770,6 +772,51 @@ describe('Construct: TokenVendor', () => {
       });
     });
 
+    it("alarms on the API's p99 latency in two of three periods, at the threshold asked for", () => {
+      // Act
+      const { template } = synthesize({ latencyAlarmThreshold: Duration.seconds(3) });
+
+      // Assess
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/ApiGateway',
+        MetricName: 'Latency',
+        ExtendedStatistic: 'p99',
+        Period: 300,
+        Threshold: 3000,
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 2,
+        ComparisonOperator: 'GreaterThanThreshold',
+      });
+    });
+
+    it('alarms on a token fetch failure rate above 20% of at least five fetches', () => {
+      // Act
+      const { template } = synthesize();
+
+      // Assess
+      const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).filter((alarm) =>
+        JSON.stringify(alarm).includes('TokenFetchFailures'),
+      );
+      expect(alarms).toHaveLength(1);
+      expect(alarms[0]?.Properties).toMatchObject({ Threshold: 0.2, ComparisonOperator: 'GreaterThanThreshold' });
+      const metrics = alarms[0]?.Properties.Metrics as { Expression?: string; MetricStat?: { Metric: unknown } }[];
+      expect(metrics.find((metric) => metric.Expression !== undefined)?.Expression).toBe(
+        'IF(fetches + failures >= 5, failures / (fetches + failures), 0)',
+      );
+      expect(metrics.flatMap((metric) => (metric.MetricStat === undefined ? [] : [metric.MetricStat.Metric]))).toEqual([
+        {
+          Namespace: 'TokenVendor',
+          MetricName: 'TokenFetches',
+          Dimensions: [{ Name: 'service', Value: 'token-vendor' }],
+        },
+        {
+          Namespace: 'TokenVendor',
+          MetricName: 'TokenFetchFailures',
+          Dimensions: [{ Name: 'service', Value: 'token-vendor' }],
+        },
+      ]);
+    });
+
     it('sends every alarm to the topic given, in the namespace given', () => {
       // Prepare
       const app = new App({ context: { ...CDK_CONTEXT, ...SKIP_BUNDLING } });
@@ -785,9 +832,44 @@ describe('Construct: TokenVendor', () => {
       template.resourcePropertiesCountIs(
         'AWS::CloudWatch::Alarm',
         { AlarmActions: [topicRef], OKActions: [topicRef] },
-        4,
+        6,
       );
       template.resourcePropertiesCountIs('AWS::CloudWatch::Alarm', { Namespace: 'Platform/Tokens' }, 2);
+    });
+  });
+
+  describe('Dashboard', () => {
+    it('shows vends, latency percentiles, fetches and outcomes, health, throttles, the refresher and the alarms', () => {
+      // Prepare
+      const { template } = synthesize({ metricsNamespace: 'Platform/Tokens' });
+
+      // Act
+      const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+      const body = JSON.stringify(dashboards[0]?.Properties.DashboardBody);
+
+      // Assess
+      expect(dashboards).toHaveLength(1);
+      // Every metric the functions emit (shared/ports/metrics.ts), under the namespace and dimension they use.
+      for (const name of [
+        'MemoryHits',
+        'TableHits',
+        'TokenFetches',
+        'TokenFetchFailures',
+        'StillValidServed',
+        'TokenFetchLatency',
+        'ScheduledRefreshes',
+        'ScheduledRunFailures',
+        'ConnectorsFailing',
+        'ConnectorsNeedingReauthorization',
+        'HealthStateChanges',
+      ]) {
+        expect(body).toContain(`[\\"Platform/Tokens\\",\\"${name}\\",\\"service\\",\\"token-vendor\\"`);
+      }
+      for (const percentile of ['p50', 'p90', 'p99']) expect(body).toContain(`\\"stat\\":\\"${percentile}\\"`);
+      expect(body).toContain('\\"Throttles\\"');
+      expect(body).toContain('ThrottledRequests');
+      expect(body).toContain('\\"Invocations\\"');
+      expect(body).toContain('\\"type\\":\\"alarm\\"');
     });
   });
 
@@ -836,6 +918,240 @@ describe('Construct: TokenVendor', () => {
         4,
       );
     });
+  });
+});
+
+describe('Construct: TokenVendor as a library (VPC, grants, existing resources, tuning)', () => {
+  /** A stack of another app with a VPC in it, and the vendor built in it by `build`. */
+  function inConsumerStack(build: (stack: Stack, vpc: ec2.Vpc) => Partial<TokenVendorProps> = () => ({})) {
+    const app = new App({ context: { ...CDK_CONTEXT, ...SKIP_BUNDLING } });
+    const stack = new Stack(app, 'Consumer');
+    const vpc = new ec2.Vpc(stack, 'Network', {
+      maxAzs: 2,
+      natGateways: 1,
+      flowLogs: { all: { trafficType: ec2.FlowLogTrafficType.ALL } },
+    });
+    const vendor = new TokenVendor(stack, 'TokenVendor', { vpc, ...build(stack, vpc) });
+    return { stack, vpc, vendor, template: () => Template.fromStack(stack) };
+  }
+
+  it('places every function in the VPC subnets given, with one security group of its own, and lets Lambda attach them', () => {
+    // Prepare
+    const { stack, vpc, vendor, template } = inConsumerStack(() => ({
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    }));
+    const securityGroup = vendor.connections.securityGroups[0] as ec2.SecurityGroup;
+
+    // Act
+    const synthesized = template();
+
+    // Assess
+    const subnets = vpc.privateSubnets.map((subnet) => ({ Ref: logicalId(stack, subnet as ec2.Subnet) }));
+    synthesized.resourcePropertiesCountIs(
+      'AWS::Lambda::Function',
+      {
+        VpcConfig: {
+          SubnetIds: subnets,
+          SecurityGroupIds: [{ 'Fn::GetAtt': [logicalId(stack, securityGroup), 'GroupId'] }],
+        },
+      },
+      4,
+    );
+    synthesized.resourceCountIs('AWS::EC2::SecurityGroup', 1);
+    for (const fn of [...Object.values(vendor.functions), vendor.rotateFunction]) {
+      const actions = statementsOf({ stack, template: synthesized, vendor }, fn.role).flatMap((statement) =>
+        asArray(statement.Action),
+      );
+      expect(actions).toEqual(expect.arrayContaining(['ec2:CreateNetworkInterface', 'ec2:DeleteNetworkInterface']));
+    }
+  });
+
+  it('uses the security groups given, and passes the private-network allowance and the tuning to every function', () => {
+    // Prepare
+    let given: ec2.SecurityGroup | undefined;
+    const { stack, vendor, template } = inConsumerStack((scope, vpc) => {
+      given = new ec2.SecurityGroup(scope, 'Given', { vpc });
+      return {
+        securityGroups: [given],
+        allowPrivateNetworks: true,
+        tuning: { leaseSeconds: 20, fetchDeadlineSeconds: 15, maxAttempts: 2, memoryStalenessSeconds: 5 },
+      };
+    });
+
+    // Act
+    const all = template().findResources('AWS::Lambda::Function');
+    const functions = [...Object.values(vendor.functions), vendor.rotateFunction].flatMap(
+      (fn) => all[logicalId(stack, fn.function)] ?? [],
+    );
+
+    // Assess
+    expect(functions).toHaveLength(4);
+    for (const fn of functions) {
+      expect(fn.Properties.VpcConfig.SecurityGroupIds).toEqual([
+        { 'Fn::GetAtt': [logicalId(stack, given as ec2.SecurityGroup), 'GroupId'] },
+      ]);
+      const variables = fn.Properties.Environment.Variables as Record<string, unknown>;
+      const resolved = Object.fromEntries(
+        Object.entries(variables).map(([name, value]) => [name, typeof value === 'string' ? value : 'from-the-stack']),
+      );
+      // The functions' own configuration reads what the construct wrote.
+      expect(loadConfig(resolved)).toMatchObject({
+        allowPrivateNetworks: true,
+        leaseMs: 20_000,
+        fetchDeadlineMs: 15_000,
+        maxAttempts: 2,
+        memoryStalenessMs: 5_000,
+      });
+    }
+  });
+
+  it('grants a workload role exactly one connector: its GET and its refresh POST on this stage, nothing else', () => {
+    // Prepare
+    const { stack, vendor, template } = inConsumerStack();
+    const worker = new iam.Role(stack, 'Worker', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+
+    // Act
+    vendor.grantVend(worker, 'client-credentials', 'crm');
+
+    // Assess
+    const statements = statementsOf({ stack, template: template(), vendor }, worker);
+    const api = logicalId(stack, vendor.api);
+    const arn = (route: string) => ({
+      'Fn::Join': [
+        '',
+        [
+          'arn:',
+          { Ref: 'AWS::Partition' },
+          ':execute-api:',
+          { Ref: 'AWS::Region' },
+          ':',
+          { Ref: 'AWS::AccountId' },
+          ':',
+          { Ref: api },
+          `/v1/${route}`,
+        ],
+      ],
+    });
+    expect(statements).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'execute-api:Invoke',
+        Resource: [arn('GET/tokens/client-credentials/crm'), arn('POST/tokens/client-credentials/crm/refresh')],
+      },
+    ]);
+  });
+
+  it.each<[string, Family, string]>([
+    ['an unknown family', 'implicit' as Family, 'crm'],
+    ['a wildcard connector ID', 'client-credentials', '*'],
+    ['a path in the connector ID', 'client-credentials', 'crm/../admin'],
+  ])('refuses to grant %s', (_name, family, connectorId) => {
+    // Prepare
+    const { stack, vendor } = inConsumerStack();
+    const worker = new iam.Role(stack, 'Worker', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+
+    // Act & Assess
+    expect(() => vendor.grantVend(worker, family, connectorId)).toThrow(TokenVendorPropsError);
+  });
+
+  it('uses an existing table and an existing token key, granting the imported key in the roles instead', () => {
+    // Prepare
+    const app = new App({ context: { ...CDK_CONTEXT, ...SKIP_BUNDLING } });
+    const stack = new Stack(app, 'Consumer');
+    const table = dynamodb.Table.fromTableName(stack, 'Existing', 'shared-token-table');
+    const key = kms.Key.fromKeyArn(stack, 'ExistingKey', KEY_ARN);
+
+    // Act
+    const vendor = new TokenVendor(stack, 'TokenVendor', { table, tokenKey: key });
+    const template = Template.fromStack(stack);
+
+    // Assess
+    template.resourceCountIs('AWS::DynamoDB::Table', 0);
+    template.resourceCountIs('AWS::KMS::Key', 0);
+    template.resourcePropertiesCountIs(
+      'AWS::Lambda::Function',
+      {
+        Environment: {
+          Variables: Match.objectLike({ TOKEN_VENDOR_TABLE: 'shared-token-table', TOKEN_VENDOR_TOKEN_KEY_ID: KEY_ARN }),
+        },
+      },
+      4,
+    );
+    const sealing = statementsOf({ stack, template, vendor }, vendor.functions.password.role).filter(
+      (statement) => statement.Resource === KEY_ARN,
+    );
+    expect(sealing).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        Resource: KEY_ARN,
+        Condition: { StringLike: { 'kms:EncryptionContext:token-vendor:item': ['t#password/*', 'c#password/*'] } },
+      },
+    ]);
+  });
+
+  it.each<[string, (stack: Stack) => TokenVendorProps, RegExp]>([
+    [
+      'vpcSubnets without a VPC',
+      () => ({ vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } }),
+      /vpcSubnets needs vpc/,
+    ],
+    [
+      'security groups without a VPC',
+      (stack) => ({
+        securityGroups: [ec2.SecurityGroup.fromSecurityGroupId(stack, 'Sg', 'sg-12345678')],
+      }),
+      /securityGroups needs vpc/,
+    ],
+    [
+      'the private-network allowance without a VPC',
+      () => ({ allowPrivateNetworks: true }),
+      /allowPrivateNetworks needs vpc/,
+    ],
+    [
+      'deletion protection for a table it does not create',
+      (stack) => ({
+        table: dynamodb.Table.fromTableName(stack, 'Existing', 'shared'),
+        tableDeletionProtection: false,
+      }),
+      /tableDeletionProtection applies to a table the construct creates/,
+    ],
+    [
+      'a fetch deadline as long as the lease',
+      () => ({ tuning: { leaseSeconds: 10, fetchDeadlineSeconds: 10 } }),
+      /fetchDeadlineSeconds \(10\) must be below tuning.leaseSeconds \(10\)/,
+    ],
+    ['a wait longer than API Gateway waits', () => ({ tuning: { waitSeconds: 29 } }), /tuning.waitSeconds/],
+    ['a fractional tuning value', () => ({ tuning: { maxAttempts: 1.5 } }), /tuning.maxAttempts/],
+  ])('refuses %s with a message naming the props', (_name, props, message) => {
+    // Prepare
+    const stack = new Stack(new App({ context: SKIP_BUNDLING }), 'Test');
+
+    // Act & Assess
+    expect(() => new TokenVendor(stack, 'TokenVendor', props(stack))).toThrow(message);
+  });
+
+  it('has no connections outside a VPC', () => {
+    // Act & Assess
+    expect(() => synthesize().vendor.connections).toThrow(/connections needs vpc/);
+  });
+
+  it('finds nothing unacknowledged by cdk-nag in a VPC', () => {
+    // Prepare
+    const { stack, vendor } = inConsumerStack(() => ({ allowPrivateNetworks: true, tracing: true }));
+    vendor.grantVend(
+      new iam.Role(stack, 'Worker', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') }),
+      'password',
+      'erp',
+    );
+
+    // Act
+    const report = new AwsSolutionsChecks().validateScope(stack);
+
+    // Assess
+    expect(
+      report.violations.map((violation) => `${violation.ruleName} ${JSON.stringify(violation.violatingResources)}`),
+    ).toEqual([]);
   });
 });
 
@@ -1014,5 +1330,20 @@ describe('App: cdk-nag AwsSolutions', () => {
       pluginReports: unknown[];
     };
     expect(report.pluginReports).toEqual([]);
+  });
+});
+
+describe('cdk.json', () => {
+  it('turns off the CDK CLI telemetry and notices, which would reach the internet on every synth', () => {
+    // Prepare
+    const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as {
+      notices?: unknown;
+      context: Record<string, unknown>;
+    };
+
+    // Assess: the settings the CLI itself reads (`notices`; `cli-telemetry` in the context, as `cdk cli-telemetry
+    // --disable` writes it).
+    expect(cdkJson.notices).toBe(false);
+    expect(cdkJson.context['cli-telemetry']).toBe(false);
   });
 });

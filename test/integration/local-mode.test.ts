@@ -4,10 +4,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, main as cli } from '../../cli/main.ts';
 import { type LocalMode, signedFetch, startLocalMode } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 const run = promisify(execFile);
+const NODE = join(import.meta.dirname, '..', '..', 'node_modules', '.bin', 'node');
+const MAIN = join(import.meta.dirname, '..', '..', 'local', 'main.ts');
+
+/** Runs local mode to its exit (one that fails to start). */
+const startAndFail = (env: Record<string, string>, cwd: string) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((done) => {
+    execFile(NODE, [MAIN], { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+      done({ code: error === null ? 0 : Number(error.code), stdout, stderr });
+    });
+  });
+
+/** The CLI in-process, in `cwd`, with nothing of this process's environment. */
+async function operator(argv: string[], cwd: string, env: Record<string, string> = {}) {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = {
+    stdout: (text) => {
+      stdout += text;
+    },
+    stderr: (text) => {
+      stderr += text;
+    },
+    env,
+    cwd,
+  };
+  return { code: await cli(argv, io), stdout, stderr };
+}
 
 const ALICE = {
   accessKeyId: 'AKIAALICE',
@@ -151,13 +179,12 @@ describe('End to end: local mode over SigV4-signed HTTP', () => {
   it('answers malformed input with 400 and a broken connector with 500 naming the field, never its value', async () => {
     // Act
     const badId = await signedFetch(`${local.url}/tokens/client-credentials/..hidden`, ALICE);
-    const badFamily = await signedFetch(`${local.url}/tokens/implicit/crm`, ALICE);
     const badMinTtl = await signedFetch(`${local.url}/tokens/client-credentials/crm?minTtl=soon`, ALICE);
     const badScope = await signedFetch(`${local.url}/tokens/client-credentials/crm?scope=admin`, ALICE);
     const broken = await signedFetch(`${local.url}/tokens/client-credentials/broken`, ALICE);
 
     // Assess
-    expect([badId.status, badFamily.status, badMinTtl.status, badScope.status]).toEqual([400, 400, 400, 400]);
+    expect([badId.status, badMinTtl.status, badScope.status]).toEqual([400, 400, 400]);
     expect(((await badId.json()) as { error: string }).error).toBe('invalid_request');
     expect(broken.status).toBe(500);
     const body = await broken.text();
@@ -167,9 +194,35 @@ describe('End to end: local mode over SigV4-signed HTTP', () => {
   });
 
   it.each([
-    ['a dot-dot connector ID', '/tokens/client-credentials/..'],
+    ['an unknown family', 'GET', '/tokens/implicit/crm'],
+    ['GET on …/refresh', 'GET', '/tokens/client-credentials/crm/refresh'],
+    ['POST on a token', 'POST', '/tokens/client-credentials/crm'],
+    ['a path outside /tokens', 'GET', '/health'],
+    ['a path too deep', 'GET', '/tokens/client-credentials/crm/refresh/now'],
+    // URLs resolve dot segments, encoded or not, before anything is sent: what is left names no connector.
+    ['a dot-dot connector ID', 'GET', '/tokens/client-credentials/..'],
+    ['an encoded dot-dot segment', 'GET', '/tokens/client-credentials/%2E%2E'],
+  ] as const)(
+    'answers a route API Gateway would not match (%s) as the deployed API does: 403, signed or not',
+    async (_name, method, path) => {
+      // Act
+      const signed = await signedFetch(`${local.url}${path}`, ALICE, { method });
+      const unsigned = await fetch(`${local.url}${path}`, { method });
+
+      // Assess: MISSING_AUTHENTICATION_TOKEN through the construct's gateway response (infra GATEWAY_ERRORS).
+      for (const response of [signed, unsigned]) {
+        expect(response.status).toBe(403);
+        expect(response.headers.get('cache-control')).toBe('no-store');
+        expect(await response.json()).toEqual({
+          error: 'access_denied',
+          error_description: 'Missing Authentication Token',
+        });
+      }
+    },
+  );
+
+  it.each([
     ['an encoded slash', '/tokens/client-credentials/crm%2F..%2Fcrm'],
-    ['an encoded dot-dot segment', '/tokens/client-credentials/%2E%2E'],
     ['a control character', '/tokens/client-credentials/crm%00'],
     ['a newline', '/tokens/client-credentials/crm%0A'],
     ['unicode', '/tokens/client-credentials/cr%C3%A9m'],
@@ -246,5 +299,89 @@ describe('End to end: npm start on a fresh clone (demo mode)', () => {
       await demo.stop();
       await rm(cwd, { recursive: true, force: true });
     }
+  });
+
+  describe('a second npm start, and the CLI beside a running one', () => {
+    let cwd: string;
+    let demo: LocalMode;
+    const env = { TOKEN_VENDOR_STATE_DIR: join('.token-vendor', 'state') };
+    const demoDir = () => join(cwd, '.token-vendor', 'state', 'demo-connectors');
+
+    beforeAll(async () => {
+      cwd = await mkdtemp(join(tmpdir(), 'token-vendor-demo-'));
+      demo = await startLocalMode(env, cwd);
+    });
+    afterAll(async () => {
+      await demo?.stop();
+      await rm(cwd, { recursive: true, force: true });
+    });
+
+    it('leaves the running instance and its demo connectors alone, on a busy port or a free one', async () => {
+      // Prepare
+      const before = await readFile(join(demoDir(), 'refresh-token', 'demo.json'), 'utf8');
+      const port = new URL(demo.url).port;
+
+      // Act
+      const busyPort = await startAndFail({ ...env, PORT: port }, cwd);
+      const freePort = await startAndFail({ ...env, PORT: '0' }, cwd);
+      const after = await readFile(join(demoDir(), 'refresh-token', 'demo.json'), 'utf8');
+      const vended = await signedFetch(`${demo.url}/tokens/refresh-token/demo`, {
+        accessKeyId: 'AKIALOCALDEVELOPER',
+        secretAccessKey: 'local-dev-only',
+      });
+
+      // Assess
+      for (const second of [busyPort, freePort]) {
+        expect(second.code).toBe(1);
+        expect(second.stderr).toContain(`another local mode (pid ${demo.child.pid}, ${demo.url}) is running`);
+      }
+      expect(after).toBe(before);
+      expect(vended.status).toBe(200);
+    });
+
+    it("shows the running instance's health from its embedded DynamoDB, and lists its connectors", async () => {
+      // Prepare: a refused vend leaves a health record in the table.
+      await signedFetch(`${demo.url}/tokens/client-credentials/demo`, {
+        accessKeyId: 'AKIALOCALDEVELOPER',
+        secretAccessKey: 'local-dev-only',
+      });
+
+      // Act
+      const status = await operator(['status', '--dir', demoDir(), '--json'], cwd);
+      const list = await operator(['connectors', 'list'], cwd);
+      const elsewhere = await operator(['status', '--dir', join(cwd, 'elsewhere')], cwd);
+
+      // Assess
+      expect(demo.output()).toMatch(/token table token-vendor-tokens in DynamoDB at http:\/\/127\.0\.0\.1:\d+/);
+      expect(status.stderr).toBe('');
+      expect(JSON.parse(status.stdout)).toEqual(
+        ['client-credentials/demo', 'password/demo', 'refresh-token/demo'].map((connector) =>
+          expect.objectContaining({ connector, state: 'ok' }),
+        ),
+      );
+      expect(list.stdout).toBe('client-credentials/demo\npassword/demo\nrefresh-token/demo\n');
+      expect(elsewhere.code).toBe(1);
+    });
+
+    it('puts a first connector of your own into ./connectors, saying local mode serves it from its next start', async () => {
+      // Prepare
+      const document = {
+        grantType: 'client_credentials',
+        tokenUrl: 'https://login.example.com/oauth2/token',
+        clientId: 'mine',
+        clientSecret: 'made-up.secret.1234',
+        allowedPrincipals: ['111122223333'],
+      };
+      await writeFile(join(cwd, 'mine.json'), JSON.stringify(document));
+
+      // Act
+      const put = await operator(['connectors', 'put', 'client-credentials/mine', '--file', 'mine.json'], cwd);
+
+      // Assess
+      expect(put.code).toBe(0);
+      expect(put.stdout).toContain(join(cwd, 'connectors', 'client-credentials', 'mine.json'));
+      expect(put.stderr).toContain('restart it (npm start)');
+      await rm(join(cwd, 'connectors'), { recursive: true });
+    });
   });
 });

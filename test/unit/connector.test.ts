@@ -206,6 +206,60 @@ describe('Function: parseConnector', () => {
     });
   });
 
+  describe('every problem at once', () => {
+    it('reports all the problems of a document in one message, each field named once', () => {
+      // Act
+      const error = misconfiguration({
+        ...clientCredentials,
+        clientId: 42,
+        tokenUrl: 'not a url',
+        allowedPrincipals: [],
+        clientSecrett: 'made-up.secret.1234',
+        extra: true,
+      });
+
+      // Assess
+      for (const field of ['clientId', 'tokenUrl', 'allowedPrincipals', 'clientSecrett', 'extra']) {
+        expect(error.message).toContain(`field "${field}": `);
+      }
+      expect(error.message).not.toContain('made-up.secret.1234');
+    });
+
+    it('lists the allowed values of an enum, never the value given', () => {
+      // Act
+      const grantType = misconfiguration({ ...clientCredentials, grantType: 'authorization_code' });
+      const authentication = misconfiguration({ ...clientCredentials, clientAuthentication: 'made-up.value.77' });
+
+      // Assess
+      expect(grantType.message).toBe(
+        'Connector document field "grantType": must be one of client_credentials, password, refresh_token.',
+      );
+      expect(authentication.message).toBe(
+        'Connector document field "clientAuthentication": must be one of basic, body.',
+      );
+    });
+
+    it.each([
+      ['{\n  "clientId": "a",\n  "clientSecret": "made-up.secret.1234"\n  "scope": "read"\n}', 4, 3],
+      ['{"clientSecret": "made-up.secret.1234",}', 1, 40],
+      ['', 1, 1],
+    ])('locates invalid JSON by line and column without quoting it (%#)', (text, line, column) => {
+      // Act
+      let error: unknown;
+      try {
+        parseConnector(REF, text);
+      } catch (caught) {
+        error = caught;
+      }
+
+      // Assess
+      expect((error as VendorError).message).toBe(
+        `Connector document field "(document)": is not valid JSON at line ${line}, column ${column}.`,
+      );
+      expect((error as VendorError).message).not.toContain('made-up');
+    });
+  });
+
   describe('wrong types and values', () => {
     it.each([
       ['grantType', 'authorization_code'],
@@ -366,7 +420,8 @@ describe('Function: parseConnector', () => {
       'is required',
       'must be an integer',
       ...['string', 'number', 'boolean', 'object', 'array', 'record'].map((type) => `must be of type ${type}`),
-      'has a value that is not allowed',
+      'must be one of client_credentials, password, refresh_token',
+      'must be one of basic, body',
       'is too small or empty',
       'must not be empty',
       'is too large',
@@ -405,7 +460,9 @@ describe('Function: parseConnector', () => {
       collect(document, [], paths, values);
       // Everything the parser may legitimately say about this document; a value inside it is not a leak.
       const sayable = paths
-        .flatMap((path) => PROBLEMS.map((problem) => `Connector document field "${path}": ${problem}.`))
+        .flatMap((path) =>
+          PROBLEMS.map((problem) => `Connector document field "${path}": ${problem}.; field "${path}": ${problem};`),
+        )
         .join('\n');
       for (const value of values) {
         if (value.length >= 4 && !sayable.includes(value)) expect(message).not.toContain(value);

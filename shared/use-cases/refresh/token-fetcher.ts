@@ -12,6 +12,7 @@ import type { ConnectorSource } from '../../ports/connector-store.ts';
 import type { HttpClient } from '../../ports/http.ts';
 import type { Log } from '../../ports/log.ts';
 import type { ConnectorState, ConnectorStateTable, Lease, TokenCache } from '../../ports/token-table.ts';
+import type { Tracing } from '../../ports/tracing.ts';
 import { openCircuit, recordFailure, refusalBeforeExchange } from './failures.ts';
 import { nextChain, RefreshChainKeeper } from './refresh-chain.ts';
 
@@ -40,6 +41,8 @@ export interface FetcherDeps {
   readonly clock: Clock;
   readonly log: Log;
   readonly settings: FetcherSettings;
+  /** Traces the token request (X-Ray in AWS). @default none */
+  readonly tracing?: Tracing;
   /** Identifies this process as a lease holder. */
   readonly owner?: string;
 }
@@ -193,8 +196,8 @@ export class TokenFetcher {
 
       const issuedAt = clock.now();
       let result: TokenResult;
-      try {
-        result = await requestToken(
+      const exchange = () =>
+        requestToken(
           {
             http: this.#deps.http,
             clock,
@@ -209,6 +212,10 @@ export class TokenFetcher {
             rememberedAuthMethod: state.authRevision === connector.tokenRevision ? state.authMethod : undefined,
           },
         );
+      try {
+        // The span names the connector and its grant; the request's URL, body and answer stay out of the trace.
+        const annotations = { connector: connectorKey, grantType: connector.document.grantType };
+        result = await (this.#deps.tracing?.span('token request', annotations, exchange) ?? exchange());
       } catch (error) {
         await recordFailure(this.#deps, connector, lease, error, state.failure);
         throw error;
