@@ -799,6 +799,51 @@ export class TokenVendor extends Construct {
       }
     }
 
+    // CONTRACT §3: an unknown family is `400 invalid_request`. A catch-all beside the families (API Gateway prefers
+    // the static segments) that API Gateway answers itself, after the same SigV4 authorization; no function runs.
+    const unknownFamily = new apigateway.MockIntegration({
+      requestTemplates: { 'application/json': '{"statusCode": 400}' },
+      integrationResponses: [
+        {
+          statusCode: '400',
+          responseParameters: {
+            'method.response.header.Cache-Control': "'no-store'",
+            'method.response.header.Content-Type': "'application/json'",
+          },
+          responseTemplates: {
+            'application/json': JSON.stringify({
+              error: 'invalid_request',
+              error_description: 'Unknown grant family in the path.',
+            }),
+          },
+        },
+      ],
+    });
+    const answeredByGateway: apigateway.MethodOptions = {
+      ...methodOptions,
+      methodResponses: [
+        {
+          statusCode: '400',
+          responseParameters: {
+            'method.response.header.Cache-Control': true,
+            'method.response.header.Content-Type': true,
+          },
+        },
+      ],
+    };
+    const anyFamily = tokens.addResource('{family}').addResource('{connectorId}');
+    for (const method of [
+      anyFamily.addMethod('GET', unknownFamily, answeredByGateway),
+      anyFamily.addResource('refresh').addMethod('POST', unknownFamily, answeredByGateway),
+    ]) {
+      acknowledge(
+        method,
+        'AwsSolutions-COG4',
+        'Callers are IAM principals of trusted accounts, authorized by SigV4 (AWS_IAM) and the resource policy; ' +
+          'there are no Cognito users.',
+      );
+    }
+
     addContractGatewayResponses(api);
 
     acknowledge(

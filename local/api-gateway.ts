@@ -90,12 +90,7 @@ export function createApiGateway(options: ApiGatewayOptions): Server {
     const route = ROUTE.exec(rawPath);
     const [, rawFamily = '', rawConnectorId = '', refresh] = route ?? [];
     const family = decodeComponent(rawFamily);
-    if (
-      route === null ||
-      family === undefined ||
-      !isFamily(family) ||
-      method !== (refresh === undefined ? 'GET' : 'POST')
-    )
+    if (route === null || family === undefined || method !== (refresh === undefined ? 'GET' : 'POST'))
       return refusal(403, 'access_denied', MISSING_AUTHENTICATION_TOKEN);
 
     const body = await readBody(request);
@@ -111,6 +106,8 @@ export function createApiGateway(options: ApiGatewayOptions): Server {
       now(),
     );
     if (!verification.ok) return refusal(403, 'access_denied', verification.reason);
+    // The construct's catch-all answers an unknown family itself, once the signature is checked (CONTRACT §3).
+    if (!isFamily(family)) return refusal(400, 'invalid_request', 'Unknown grant family in the path.');
 
     const connectorId = decodeComponent(rawConnectorId);
     if (connectorId === undefined || connectorId === '')

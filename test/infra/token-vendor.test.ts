@@ -177,20 +177,17 @@ describe('Construct: TokenVendor', () => {
   });
 
   describe('API', () => {
-    it('is a regional REST API with GET and POST …/refresh per family, every method AWS_IAM', () => {
+    it('is a regional REST API with GET and POST …/refresh per family and for any other family, every method AWS_IAM', () => {
       // Assess
       defaults.template.resourceCountIs('AWS::ApiGateway::RestApi', 1);
       defaults.template.hasResourceProperties('AWS::ApiGateway::RestApi', {
         EndpointConfiguration: { Types: ['REGIONAL'] },
       });
       const methods = Object.values(defaults.template.findResources('AWS::ApiGateway::Method'));
+      const perRoute = FAMILY_NAMES.length + 1;
       expect(methods.map((method) => method.Properties.HttpMethod).sort()).toEqual([
-        'GET',
-        'GET',
-        'GET',
-        'POST',
-        'POST',
-        'POST',
+        ...Array.from({ length: perRoute }, () => 'GET'),
+        ...Array.from({ length: perRoute }, () => 'POST'),
       ]);
       for (const method of methods) expect(method.Properties.AuthorizationType).toBe('AWS_IAM');
       const paths = Object.values(defaults.template.findResources('AWS::ApiGateway::Resource')).map(
@@ -200,10 +197,28 @@ describe('Construct: TokenVendor', () => {
         [
           'tokens',
           ...FAMILY_NAMES,
-          ...FAMILY_NAMES.map(() => '{connectorId}'),
-          ...FAMILY_NAMES.map(() => 'refresh'),
+          '{family}',
+          ...[...FAMILY_NAMES, '{family}'].map(() => '{connectorId}'),
+          ...[...FAMILY_NAMES, '{family}'].map(() => 'refresh'),
         ].sort(),
       );
+    });
+
+    it('answers an unknown family itself with the contract 400 invalid_request, no function involved', () => {
+      // Assess
+      const mocks = Object.values(defaults.template.findResources('AWS::ApiGateway::Method')).filter(
+        (method) => method.Properties.Integration.Type === 'MOCK',
+      );
+      expect(mocks).toHaveLength(2);
+      for (const mock of mocks) {
+        const [answer] = mock.Properties.Integration.IntegrationResponses;
+        expect(answer.StatusCode).toBe('400');
+        expect(JSON.parse(answer.ResponseTemplates['application/json'])).toEqual({
+          error: 'invalid_request',
+          error_description: 'Unknown grant family in the path.',
+        });
+        expect(answer.ResponseParameters['method.response.header.Cache-Control']).toBe("'no-store'");
+      }
     });
 
     it('validates the connector ID path parameter and the optional scope and minTtl', () => {
@@ -221,7 +236,7 @@ describe('Construct: TokenVendor', () => {
             'method.request.querystring.minTtl': false,
           },
         },
-        6,
+        8,
       );
     });
 

@@ -193,8 +193,25 @@ describe('End to end: local mode over SigV4-signed HTTP', () => {
     expect(body).not.toContain('typo-secret-value');
   });
 
+  it('answers an unknown family 400 invalid_request once signed, as the deployed API does (CONTRACT §3)', async () => {
+    // Act
+    const signed = await signedFetch(`${local.url}/tokens/implicit/crm`, ALICE);
+    const forced = await signedFetch(`${local.url}/tokens/implicit/crm/refresh`, ALICE, { method: 'POST' });
+    const unsigned = await fetch(`${local.url}/tokens/implicit/crm`);
+
+    // Assess
+    for (const response of [signed, forced]) {
+      expect(response.status).toBe(400);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(await response.json()).toEqual({
+        error: 'invalid_request',
+        error_description: 'Unknown grant family in the path.',
+      });
+    }
+    expect(unsigned.status).toBe(403);
+  });
+
   it.each([
-    ['an unknown family', 'GET', '/tokens/implicit/crm'],
     ['GET on …/refresh', 'GET', '/tokens/client-credentials/crm/refresh'],
     ['POST on a token', 'POST', '/tokens/client-credentials/crm'],
     ['a path outside /tokens', 'GET', '/health'],
