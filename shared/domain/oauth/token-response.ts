@@ -105,6 +105,13 @@ export function processTokenResponse(response: HttpResponse, defaultExpiresIn: n
       ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
     });
   }
+  if (response.oversized === true) {
+    // Not a token answer, however the server is doing; asking again would bring the same.
+    throw new VendorError(
+      'upstream_invalid_response',
+      'The token server answered with more than a token answer holds.',
+    );
+  }
   const json = readAnswer(response.text);
   // An OAuth error, whatever the status: some servers send them with 200.
   const oauthError = errorAnswer.safeParse(json);
