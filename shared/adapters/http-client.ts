@@ -44,9 +44,16 @@ const MAX_BODY_BYTES = 64 * 1024;
  */
 const IDLE_SOCKET_MS = 4_000;
 
-/** A failure before the connection was up (refused, unresolvable, or the time ran out while connecting). */
-const notConnected = (cause: Error) =>
-  Object.assign(new Error('no connection was made', { cause }), { code: 'ENOTCONNECTED' });
+/**
+ * The time ran out before the connection was up: nothing was sent. Socket errors (ECONNREFUSED, ENOTFOUND, …) say so
+ * with their own codes already.
+ */
+const unsentIfAborted = (error: Error) =>
+  error.name === 'AbortError' || error.name === 'TimeoutError'
+    ? Object.assign(new Error('the time ran out before a connection was made', { cause: error }), {
+        code: 'ENOTCONNECTED',
+      })
+    : error;
 
 /** An answer read whole, or cut short at the cap (the socket is closed, so the server stops sending). */
 function readAnswer(response: IncomingMessage, signal: AbortSignal | undefined): Promise<HttpResponse> {
@@ -122,14 +129,14 @@ export function createHttpClient(policy: NetworkPolicy, resolve: Resolver = syst
           agent: isHttps ? agents['https:'] : agents['http:'],
           ...(request.signal === undefined ? {} : { signal: request.signal }),
         });
-        // Nothing is written before the connection is up: a failure until then proves the request unsent.
+        // Nothing is written before the connection is up: running out of time until then proves the request unsent.
         let connected = false;
         outgoing.once('socket', (socket) => {
           if (!socket.connecting) connected = true;
           else socket.once('connect', () => (connected = true));
         });
         // 'on', not 'once': a second error after the first must not go unhandled.
-        outgoing.on('error', (error) => reject(connected ? error : notConnected(error)));
+        outgoing.on('error', (error) => reject(connected ? error : unsentIfAborted(error)));
         outgoing.once('response', (response) => {
           readAnswer(response, request.signal).then(resolveAnswer, reject);
         });

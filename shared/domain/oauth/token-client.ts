@@ -134,7 +134,7 @@ const UNSENT_CODES = new Set([
   'EAI_AGAIN',
   'EHOSTUNREACH',
   'ENETUNREACH',
-  // The HTTP client's: the time ran out (or anything else failed) before a connection was made.
+  // The HTTP client's: the time ran out before a connection was made.
   'ENOTCONNECTED',
 ]);
 

@@ -1,0 +1,22 @@
+import { mkdtemp, writeFile, mkdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { verifySigV4 } from '../local/sigv4.ts';
+import { verifySigV4 as verifyOld } from './tmp-sigv4-old.ts';
+import { FileConnectorSource } from '../shared/adapters/file-connector-store.ts';
+import { BENCH_CALLER, presignGet } from './support.ts';
+const url = 'http://127.0.0.1:3000/tokens/client-credentials/hot';
+const h = await presignGet(url, BENCH_CALLER);
+const req = { method: 'GET', rawPath: '/tokens/client-credentials/hot', rawQuery: '', headers: h, body: '' };
+const principals = { [BENCH_CALLER.accessKeyId]: { secretAccessKey: BENCH_CALLER.secretAccessKey, arn: BENCH_CALLER.arn } };
+async function time(name: string, n: number, f: () => Promise<unknown>) { for (let i = 0; i < 500; i++) await f(); const r: number[] = []; for (let k = 0; k < 5; k++) { const t = performance.now(); for (let i = 0; i < n; i++) await f(); r.push((performance.now() - t) / n * 1000); } r.sort((a, b) => a - b); console.log(name, r[2]!.toFixed(1), 'µs'); }
+const v = await verifySigV4(req, principals, 'us-east-1', Date.now()); if (!v.ok) throw new Error('bad');
+await time('verify old', 3000, () => verifyOld(req, principals, 'us-east-1', Date.now()));
+await time('verify new', 3000, () => verifySigV4(req, principals, 'us-east-1', Date.now()));
+const dir = await mkdtemp(join(tmpdir(), 'micro-')); await mkdir(join(dir, 'client-credentials'));
+await writeFile(join(dir, 'client-credentials', 'hot.json'), JSON.stringify({ a: 1 }));
+await new Promise((r) => setTimeout(r, 2100));
+const src = new FileConnectorSource(dir);
+const ref = { family: 'client-credentials' as const, connectorId: 'hot' };
+await time('file read (readFile)', 3000, () => readFile(join(dir, 'client-credentials', 'hot.json'), 'utf8'));
+await time('file read (stat-cached)', 3000, () => src.read(ref));
