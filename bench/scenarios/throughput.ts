@@ -3,6 +3,7 @@ import {
   BENCH_CALLER,
   type BenchOptions,
   benchVend,
+  cpuMsOf,
   mediansOf,
   ms,
   percentile,
@@ -24,17 +25,22 @@ const WARMUP_SECONDS = 1;
 const SEQUENTIAL = 400;
 
 interface Load {
+  /** CPU the server used per request, in µs. */
+  readonly cpuUs: number;
   readonly rps: number;
   readonly p50: number;
   readonly p99: number;
   readonly total: number;
 }
 
-async function load(url: string, headers: Record<string, string>, seconds: number): Promise<Load> {
+async function load(url: string, headers: Record<string, string>, seconds: number, pid: number): Promise<Load> {
+  const cpuBefore = await cpuMsOf(pid);
   const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds, headers });
+  const cpuMs = (await cpuMsOf(pid)) - cpuBefore;
   const bad = result.non2xx + result.errors + result.timeouts;
   if (bad > 0) throw new Error(`${url}: ${bad} of ${result.requests.total} requests failed or were not 2xx`);
   return {
+    cpuUs: (cpuMs * 1000) / result.requests.total,
     rps: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
@@ -43,6 +49,9 @@ async function load(url: string, headers: Record<string, string>, seconds: numbe
 }
 
 type Repetition = {
+  readonly vendorCpuUs: number;
+  readonly memoryCpuUs: number;
+  readonly bareCpuUs: number;
   readonly vendorRps: number;
   readonly vendorP50: number;
   readonly vendorP99: number;
@@ -97,18 +106,22 @@ export async function throughput(options: BenchOptions) {
     if (warm.status !== 200) throw new Error(`warm-up vend answered ${warm.status}`);
     const signed = await presignGet(vendUrl, BENCH_CALLER);
     const memorySigned = await presignGet(memoryUrl, BENCH_CALLER);
-    await load(vendUrl, signed, WARMUP_SECONDS);
-    await load(memoryUrl, memorySigned, WARMUP_SECONDS);
-    await load(bareUrl, {}, WARMUP_SECONDS);
+    const vendorPid = vendor.child.pid ?? 0;
+    await load(vendUrl, signed, WARMUP_SECONDS, vendorPid);
+    await load(memoryUrl, memorySigned, WARMUP_SECONDS, memory.pid);
+    await load(bareUrl, {}, WARMUP_SECONDS, bare.pid);
 
     const repetitions: Repetition[] = [];
     for (let repetition = 0; repetition < options.repetitions; repetition += 1) {
-      const vendorLoad = await load(vendUrl, signed, SECONDS);
-      const memoryLoad = await load(memoryUrl, memorySigned, SECONDS);
-      const bareLoad = await load(bareUrl, {}, SECONDS);
+      const vendorLoad = await load(vendUrl, signed, SECONDS, vendorPid);
+      const memoryLoad = await load(memoryUrl, memorySigned, SECONDS, memory.pid);
+      const bareLoad = await load(bareUrl, {}, SECONDS, bare.pid);
       const vendorSequentialP50 = await sequentialP50(vendUrl);
       const bareSequentialP50 = await sequentialP50(bareUrl);
       repetitions.push({
+        vendorCpuUs: vendorLoad.cpuUs,
+        memoryCpuUs: memoryLoad.cpuUs,
+        bareCpuUs: bareLoad.cpuUs,
         vendorRps: vendorLoad.rps,
         vendorP50: vendorLoad.p50,
         vendorP99: vendorLoad.p99,
@@ -151,6 +164,11 @@ export async function throughput(options: BenchOptions) {
         value: `${ratio(med.rpsRatio)} (${ratio(med.memoryRpsRatio)})`,
         target: '≥ 0.25×',
         met: med.rpsRatio >= 0.25,
+      },
+      {
+        scenario,
+        metric: 'server CPU per request under that load: local mode · minimal SigV4 server · bare server',
+        value: `${med.vendorCpuUs.toFixed(0)} µs · ${med.memoryCpuUs.toFixed(0)} µs · ${med.bareCpuUs.toFixed(0)} µs = ${ratio(med.bareCpuUs / med.vendorCpuUs)} bare's cost`,
       },
       {
         scenario,
