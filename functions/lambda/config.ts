@@ -58,11 +58,11 @@ const configSchema = z.object({
    * a slow token server. Long-lived tokens keep back at most 90 s whatever it is.
    */
   TOKEN_VENDOR_REFRESH_MARGIN_SHARE: z
-    .string()
-    .regex(/^0?\.\d+$/, { message: 'must be a share between 0 and 0.5' })
-    .default('0.06')
-    .transform(Number)
-    .refine((share) => share > 0 && share <= 0.5, { message: 'must be a share between 0 and 0.5' }),
+    .pipe(
+      z._default(z.string().check(z.regex(/^0?\.\d+$/, 'must be a share between 0 and 0.5')), '0.06'),
+      z.transform(Number),
+    )
+    .check(z.refine((share) => share > 0 && share <= 0.5, 'must be a share between 0 and 0.5')),
 });
 
 export interface Config {
