@@ -45,7 +45,7 @@ const demandEvent = z.object({
  * lately, or every connector with `full`.
  */
 const syncEvent = z.object({ sync: connectorRef });
-const reconcileEvent = z.object({ reconcile: z.object({ full: z.boolean().optional() }) });
+const reconcileEvent = z.object({ reconcile: z.object({ full: z.optional(z.boolean()) }) });
 /**
  * EventBridge's copy of a Secrets Manager API call, delivered through CloudTrail (the construct's rule passes only
  * calls that change a secret under the prefix).
