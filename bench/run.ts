@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { bigAnswer } from './scenarios/big-answer.ts';
 import { coldStart } from './scenarios/cold-start.ts';
 import { hitPath } from './scenarios/hit-path.ts';
 import { hotConnector } from './scenarios/hot-connector.ts';
@@ -26,6 +27,7 @@ const SCENARIOS: readonly { id: number; name: string; run: Scenario }[] = [
   { id: 8, name: 'Lambda semantics', run: lambdaSemantics },
   { id: 9, name: 'tokens at rest', run: tokensAtRest },
   { id: 10, name: 'scale: 10,000 connectors, 50,000 vends/s', run: scale },
+  { id: 11, name: 'a 300 MB token answer', run: bigAnswer },
 ];
 
 /** `npm run bench` runs everything; `npm run bench -- --only=1,4 --repetitions=3` is for working on one scenario. */

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
@@ -92,6 +93,17 @@ export const ms = (value: number, digits = 2) => `${value.toFixed(digits)} ms`;
 export const us = (value: number) => `${(value * 1000).toFixed(1)} µs`;
 export const ratio = (value: number, digits = 2) => `${value.toFixed(digits)}×`;
 
+/**
+ * CPU time a process has used so far (user + system), in milliseconds, from Linux's /proc (clock ticks of 10 ms): on
+ * a shared machine, CPU per request is a steadier measure than requests per second.
+ */
+export async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces), from field 3 on: utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Registers a cleanup with `withCleanup`. */
 export type Defer = (cleanup: () => Promise<unknown> | unknown) => void;
 
@@ -167,6 +179,16 @@ export async function benchVend(url: string): Promise<{ status: number; token: s
   return { status: response.status, token: body.access_token };
 }
 
+/** One signed GET by the bench caller, signing included; the status only (the body is read and dropped). */
+export async function signedGet(
+  url: string,
+  identity: { accessKeyId: string; secretAccessKey: string },
+): Promise<number> {
+  const response = await signedFetch(url, identity);
+  await response.arrayBuffer();
+  return response.status;
+}
+
 /**
  * What a workload without the vendor does for a token: `oauth4webapi`'s client-credentials grant (Basic auth,
  * scope `read`) as the bench client against `tokenUrl`, one token request per call.
@@ -219,15 +241,63 @@ export async function presignGet(
 
 export interface ChildServer {
   readonly url: string;
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
 /** A bare Node HTTP server answering a constant JSON body, in its own process (as local mode is). */
-export async function startBareServer(): Promise<ChildServer> {
-  const source = [
+export function startBareServer(): Promise<ChildServer> {
+  return startChildServer('bare server', [
     "import { createServer } from 'node:http';",
     'const body = JSON.stringify({ ok: true });',
     "const server = createServer((request, response) => { response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }); response.end(body); });",
+  ]);
+}
+
+/**
+ * The least a server can do for local mode's job: verify the SigV4 signature of a GET without a query (the canonical
+ * request written out, `node:crypto`, each derived signing key kept as a `KeyObject`) and answer a token held in
+ * memory. No clock-skew check, no routing, no authorization: an ideal to compare local mode with, not a verifier.
+ */
+export function startSigV4MemoryServer(identity: {
+  accessKeyId: string;
+  secretAccessKey: string;
+}): Promise<ChildServer> {
+  return startChildServer('SigV4 memory server', [
+    "import { createServer } from 'node:http';",
+    "import { createHash, createHmac, createSecretKey, timingSafeEqual } from 'node:crypto';",
+    `const SECRETS = ${JSON.stringify({ [identity.accessKeyId]: identity.secretAccessKey })};`,
+    "const body = JSON.stringify({ access_token: 'bench-memory-token', token_type: 'Bearer', expires_in: 3600 });",
+    'const AUTH = /^AWS4-HMAC-SHA256 Credential=([^/]+)\\/(\\d{8})\\/([^/]+)\\/([^/]+)\\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/;',
+    "const EMPTY = createHash('sha256').update('').digest('hex');",
+    'const keys = new Map();',
+    "const hmac = (key, data) => createHmac('sha256', key).update(data).digest();",
+    'const signingKey = (id, secret, date, region, service) => {',
+    "  const name = id + '/' + date + '/' + region + '/' + service;",
+    '  let key = keys.get(name);',
+    "  if (key === undefined) { key = createSecretKey(hmac(hmac(hmac(hmac('AWS4' + secret, date), region), service), 'aws4_request')); keys.set(name, key); }",
+    '  return key;',
+    '};',
+    'const verified = (request) => {',
+    "  const match = AUTH.exec(request.headers.authorization ?? '');",
+    '  if (match === null || SECRETS[match[1]] === undefined) return false;',
+    '  const [, id, date, region, service, signedHeaders, signature] = match;',
+    "  const canonical = [request.method, request.url, '', ...signedHeaders.split(';').map((name) => name + ':' + String(request.headers[name] ?? '').trim()), '', signedHeaders, request.headers['x-amz-content-sha256'] ?? EMPTY].join('\\n');",
+    "  const toSign = ['AWS4-HMAC-SHA256', request.headers['x-amz-date'], date + '/' + region + '/' + service + '/aws4_request', createHash('sha256').update(canonical).digest('hex')].join('\\n');",
+    "  return timingSafeEqual(createHmac('sha256', signingKey(id, SECRETS[id], date, region, service)).update(toSign).digest(), Buffer.from(signature, 'hex'));",
+    '};',
+    'const server = createServer((request, response) => {',
+    '  if (!verified(request)) { response.writeHead(403).end(); return; }',
+    "  response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });",
+    '  response.end(body);',
+    '});',
+  ]);
+}
+
+/** A server whose module source is `lines` (it must define `server`), in its own process with the project's Node. */
+async function startChildServer(name: string, lines: readonly string[]): Promise<ChildServer> {
+  const source = [
+    ...lines,
     "server.listen(0, '127.0.0.1', () => process.stdout.write('listening on http://127.0.0.1:' + server.address().port + '\\n'));",
     "process.once('SIGTERM', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });",
   ].join('\n');
@@ -241,10 +311,11 @@ export async function startBareServer(): Promise<ChildServer> {
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`bare server exited with ${String(code)}:\n${output}`)));
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${String(code)}:\n${output}`)));
   });
   return {
     url,
+    pid: child.pid ?? 0,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');

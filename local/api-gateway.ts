@@ -38,6 +38,8 @@ const refusal = (
 };
 
 async function readBody(request: IncomingMessage): Promise<string | undefined> {
+  // A request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3); a vend is such a GET.
+  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) return '';
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {

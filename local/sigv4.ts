@@ -1,7 +1,15 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { Hash } from '@smithy/core/serde';
+import {
+  createHash,
+  createHmac,
+  createSecretKey,
+  type Hash,
+  type Hmac,
+  type KeyObject,
+  timingSafeEqual,
+} from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { LruCache } from '../shared/core/lru.ts';
 
 /** One entry of the principals file (CONTRACT §4). */
 export interface LocalPrincipal {
@@ -31,6 +39,59 @@ const AUTHORIZATION =
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 /** API Gateway refuses a signature dated more than 15 minutes from its clock. */
 const MAX_SKEW_MS = 15 * 60 * 1000;
+
+type SourceData = string | ArrayBuffer | ArrayBufferView;
+
+const bytesOf = (data: SourceData): Buffer =>
+  typeof data === 'string'
+    ? Buffer.from(data, 'utf8')
+    : ArrayBuffer.isView(data)
+      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      : Buffer.from(data);
+
+/**
+ * HMAC keys as `KeyObject`s, one per key: Node 24 spends ~10 µs importing a Buffer key on every `createHmac`, ~1 µs
+ * with a `KeyObject`. The keys are the principals' secrets and the signing keys derived from them (a few per day).
+ */
+const hmacKeys = new LruCache<string, KeyObject>(1000);
+
+function hmacKey(secret: SourceData): KeyObject {
+  const bytes = bytesOf(secret);
+  const id = bytes.toString('base64');
+  let key = hmacKeys.get(id);
+  if (key === undefined) {
+    key = createSecretKey(bytes);
+    hmacKeys.set(id, key);
+  }
+  return key;
+}
+
+/** The signer's SHA-256 and HMAC-SHA-256 (`new Sha256(secret)`), on Node's native hashing with cached keys. */
+class Sha256 {
+  readonly #secret: SourceData | undefined;
+  #hash: Hash | Hmac;
+
+  constructor(secret?: SourceData) {
+    this.#secret = secret;
+    this.#hash = Sha256.#start(secret);
+  }
+
+  static #start(secret: SourceData | undefined): Hash | Hmac {
+    return secret === undefined ? createHash('sha256') : createHmac('sha256', hmacKey(secret));
+  }
+
+  update(data: SourceData): void {
+    this.#hash.update(bytesOf(data));
+  }
+
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(this.#hash.digest());
+  }
+
+  reset(): void {
+    this.#hash = Sha256.#start(this.#secret);
+  }
+}
 
 /** A path segment or query component percent-decoded; undefined when its encoding is broken. */
 export function decodeComponent(text: string): string | undefined {
@@ -111,8 +172,8 @@ export async function verifySigV4(
     credentials: { accessKeyId, secretAccessKey: principal.secretAccessKey },
     region,
     service: 'execute-api',
-    // Node's native SHA-256 (the pure-JavaScript one cost local mode 15 % of its CPU).
-    sha256: Hash.bind(null, 'sha256'),
+    // Node's native SHA-256 (the pure-JavaScript one cost local mode 15 % of its CPU), with cached HMAC keys.
+    sha256: Sha256,
     uriEscapePath: true,
     // Sign only what the client signed: never add x-amz-content-sha256 of our own.
     applyChecksum: false,

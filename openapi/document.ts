@@ -19,8 +19,8 @@ const STAGE = 'v1';
 
 type Json = Record<string, unknown>;
 
-/** A zod schema as a JSON Schema (2020-12, OpenAPI 3.1's dialect) without its own `$schema` line. */
-function jsonSchema(schema: z.ZodType): Json {
+/** A zod schema (classic or mini) as a JSON Schema (2020-12, OpenAPI 3.1's dialect) without its own `$schema` line. */
+function jsonSchema(schema: z.core.$ZodType): Json {
   const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'output' }) as Json;
   return rest;
 }

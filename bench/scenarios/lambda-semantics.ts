@@ -54,7 +54,7 @@ const MODES: Readonly<Record<Mode, { label: string; env: Record<string, string> 
  * A probe preloaded (`NODE_OPTIONS=--import`) into local mode and each of its Lambda containers, so that a slow vend
  * can be explained from local mode's output without touching its code. It writes `BENCH-PROBE {json}` lines to
  * stderr, with wall-clock milliseconds: in a container, every invocation that took ≥ 50 ms or made an outbound
- * call, with those calls (node:http: DynamoDB, the Lambda Invoke API; undici: the token server) and new connections;
+ * call, with those calls (node:http: DynamoDB, the Lambda Invoke API, the token server) and new connections;
  * when a container is ready; in the main process, inbound requests (API, Invoke API, DynamoDB) that took ≥ 100 ms,
  * its own outbound calls, and event-loop stalls ≥ 50 ms. A memory hit costs it a listener call and a clock read.
  */
@@ -76,15 +76,12 @@ const httpTarget = (request) => {
 };
 dc.subscribe('net.client.socket', () => note({ kind: 'new-connection', t: now() }));
 dc.subscribe('http.client.request.start', ({ request }) => started.set(request, now()));
+// The token client posts a form; the AWS SDK's calls (DynamoDB, the Invoke API) post JSON or a payload.
+const toTokenServer = (request) => String(request.getHeader?.('content-type') ?? '').startsWith('application/x-www-form-urlencoded');
 dc.subscribe('http.client.response.finish', ({ request, response }) =>
-  note({ kind: 'http', t: started.get(request), ms: since(request), target: httpTarget(request), status: response.statusCode, reused: request.reusedSocket }));
+  note({ kind: toTokenServer(request) ? 'token-server' : 'http', t: started.get(request), ms: since(request), target: httpTarget(request), status: response.statusCode, reused: request.reusedSocket }));
 dc.subscribe('http.client.request.error', ({ request, error }) =>
-  note({ kind: 'http-error', t: started.get(request), ms: since(request), target: httpTarget(request), error: error?.code ?? String(error?.message), reused: request.reusedSocket }));
-dc.subscribe('undici:request:create', ({ request }) => started.set(request, now()));
-dc.subscribe('undici:request:headers', ({ request, response }) =>
-  note({ kind: 'token-server', t: started.get(request), ms: since(request), target: request.method + ' ' + request.origin + request.path, status: response.statusCode }));
-dc.subscribe('undici:request:error', ({ request, error }) =>
-  note({ kind: 'token-server-error', t: started.get(request), ms: since(request), target: request.origin + request.path, error: error?.code ?? String(error?.message) }));
+  note({ kind: toTokenServer(request) ? 'token-server-error' : 'http-error', t: started.get(request), ms: since(request), target: httpTarget(request), error: error?.code ?? String(error?.message), reused: request.reusedSocket }));
 if (inContainer && typeof process.send === 'function') {
   process.on('message', (message) => {
     if (message !== null && typeof message === 'object' && 'event' in message)

@@ -2,7 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { AggregatedMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { errorFields, invalidRequest, toErrorBody, VendorError } from '../../shared/core/errors.ts';
 import type { Family } from '../../shared/core/identifiers.ts';
@@ -31,16 +31,12 @@ export function errorResponse(error: VendorError): APIGatewayProxyResult {
 const eventSchema = z.object({
   httpMethod: z.string(),
   resource: z.string(),
-  pathParameters: z.object({ connectorId: z.string(), family: z.string().optional() }).loose(),
-  multiValueQueryStringParameters: z.record(z.string(), z.array(z.string()).optional()).nullable().optional(),
-  queryStringParameters: z.record(z.string(), z.string().optional()).nullable().optional(),
-  requestContext: z
-    .object({
-      identity: z
-        .object({ userArn: z.string().nullable().optional(), accountId: z.string().nullable().optional() })
-        .loose(),
-    })
-    .loose(),
+  pathParameters: z.looseObject({ connectorId: z.string(), family: z.optional(z.string()) }),
+  multiValueQueryStringParameters: z.nullish(z.record(z.string(), z.optional(z.array(z.string())))),
+  queryStringParameters: z.nullish(z.record(z.string(), z.optional(z.string()))),
+  requestContext: z.looseObject({
+    identity: z.looseObject({ userArn: z.nullish(z.string()), accountId: z.nullish(z.string()) }),
+  }),
 });
 
 const MAX_QUERY_LENGTH = 4096;

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import {
   DEFAULT_FORCED_REFRESH_SECONDS,
   DEFAULT_SECRET_PREFIX,
@@ -7,41 +7,45 @@ import {
 } from '../../shared/core/settings.ts';
 
 const seconds = (fallback: number) =>
-  z
-    .string()
-    .regex(/^\d+(\.\d+)?$/, { message: 'must be a number of seconds' })
-    .default(String(fallback))
-    .transform(Number);
+  z.pipe(
+    z._default(z.string().check(z.regex(/^\d+(\.\d+)?$/, 'must be a number of seconds')), String(fallback)),
+    z.transform(Number),
+  );
+const name = z.string().check(z.minLength(1, 'must not be empty'));
+const flag = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, `must be one of ${values.join(', ')}`);
 
 const configSchema = z.object({
-  TOKEN_VENDOR_TABLE: z.string().min(1).default(DEFAULT_TABLE_NAME),
+  TOKEN_VENDOR_TABLE: z._default(name, DEFAULT_TABLE_NAME),
   /** Set: connectors come from this folder and http loopback token URLs are allowed (local mode). */
-  TOKEN_VENDOR_CONNECTORS_DIR: z.string().min(1).optional(),
-  TOKEN_VENDOR_SECRET_PREFIX: z.string().regex(SECRET_PREFIX).default(DEFAULT_SECRET_PREFIX),
+  TOKEN_VENDOR_CONNECTORS_DIR: z.optional(name),
+  TOKEN_VENDOR_SECRET_PREFIX: z._default(
+    z.string().check(z.regex(SECRET_PREFIX, 'must be /-separated segments of letters, digits and _+=.@-')),
+    DEFAULT_SECRET_PREFIX,
+  ),
   TOKEN_VENDOR_FORCED_REFRESH_SECONDS: seconds(DEFAULT_FORCED_REFRESH_SECONDS),
   /** AWS: allow token URLs in private ranges (a token server inside the VPC). Local mode always may. */
-  TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS: z.enum(['true', 'false']).default('false'),
+  TOKEN_VENDOR_ALLOW_PRIVATE_NETWORKS: z._default(flag(['true', 'false']), 'false'),
   TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: seconds(10),
   TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: seconds(30),
   TOKEN_VENDOR_LEASE_SECONDS: seconds(15),
   TOKEN_VENDOR_WAIT_SECONDS: seconds(20),
   TOKEN_VENDOR_ATTEMPT_TIMEOUT_SECONDS: seconds(5),
   TOKEN_VENDOR_FETCH_DEADLINE_SECONDS: seconds(12),
-  TOKEN_VENDOR_MAX_ATTEMPTS: z
-    .string()
-    .regex(/^[1-9]$/)
-    .default('3')
-    .transform(Number),
+  TOKEN_VENDOR_MAX_ATTEMPTS: z.pipe(
+    z._default(z.string().check(z.regex(/^[1-9]$/, 'must be a whole number from 1 to 9')), '3'),
+    z.transform(Number),
+  ),
   TOKEN_VENDOR_DEFAULT_MIN_TTL_SECONDS: seconds(60),
   /** The scheduled run starts no connector after this long (keep it well under the function timeout). */
   TOKEN_VENDOR_ROTATE_BUDGET_SECONDS: seconds(60),
   /** Lambda sets AWS_LAMBDA_FUNCTION_NAME; there no work may run on after a response (see vend.ts). */
-  AWS_LAMBDA_FUNCTION_NAME: z.string().optional(),
+  AWS_LAMBDA_FUNCTION_NAME: z.optional(z.string()),
   /** The function that refreshes a due token when asked asynchronously (the construct names the rotate function). */
-  TOKEN_VENDOR_REFRESH_FUNCTION: z.string().min(1).optional(),
+  TOKEN_VENDOR_REFRESH_FUNCTION: z.optional(name),
   /** The KMS key that seals token values in the table (the construct creates it). */
-  TOKEN_VENDOR_TOKEN_KEY_ID: z.string().min(1).optional(),
-  TOKEN_VENDOR_REFRESH_AHEAD: z.enum(['background', 'inline', 'async']).optional(),
+  TOKEN_VENDOR_TOKEN_KEY_ID: z.optional(name),
+  TOKEN_VENDOR_REFRESH_AHEAD: z.optional(flag(['background', 'inline', 'async'])),
   /** A refresh-token connector is exercised at least this often, even when nobody vends it. */
   TOKEN_VENDOR_IDLE_REFRESH_SECONDS: seconds(24 * 3600),
   /**
@@ -54,11 +58,11 @@ const configSchema = z.object({
    * a slow token server. Long-lived tokens keep back at most 90 s whatever it is.
    */
   TOKEN_VENDOR_REFRESH_MARGIN_SHARE: z
-    .string()
-    .regex(/^0?\.\d+$/, { message: 'must be a share between 0 and 0.5' })
-    .default('0.06')
-    .transform(Number)
-    .refine((share) => share > 0 && share <= 0.5, { message: 'must be a share between 0 and 0.5' }),
+    .pipe(
+      z._default(z.string().check(z.regex(/^0?\.\d+$/, 'must be a share between 0 and 0.5')), '0.06'),
+      z.transform(Number),
+    )
+    .check(z.refine((share) => share > 0 && share <= 0.5, 'must be a share between 0 and 0.5')),
 });
 
 export interface Config {

@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { createLogger } from '../../shared/adapters/powertools-logger.ts';
 import { AggregatedMetrics, createMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { VendorError } from '../../shared/core/errors.ts';
@@ -30,13 +30,13 @@ export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverri
 
 const connectorRef = z.object({
   family: z.enum(Object.keys(FAMILIES) as [Family, ...Family[]]),
-  connectorId: z.string().regex(CONNECTOR_ID),
+  connectorId: z.string().check(z.regex(CONNECTOR_ID)),
 });
 
 /** A demand from a vend's `async` refresh ahead (any other event is the schedule's). */
 const demandEvent = z.object({
-  refresh: connectorRef.extend({
-    scopeKey: z.string().refine((value) => value === '' || normalizeScope(value)?.join(' ') === value),
+  refresh: z.extend(connectorRef, {
+    scopeKey: z.string().check(z.refine((value) => value === '' || normalizeScope(value)?.join(' ') === value)),
   }),
 });
 
@@ -45,7 +45,7 @@ const demandEvent = z.object({
  * lately, or every connector with `full`.
  */
 const syncEvent = z.object({ sync: connectorRef });
-const reconcileEvent = z.object({ reconcile: z.object({ full: z.boolean().optional() }) });
+const reconcileEvent = z.object({ reconcile: z.object({ full: z.optional(z.boolean()) }) });
 /**
  * EventBridge's copy of a Secrets Manager API call, delivered through CloudTrail (the construct's rule passes only
  * calls that change a secret under the prefix).

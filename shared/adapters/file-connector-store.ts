@@ -1,18 +1,34 @@
 import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VendorError } from '../core/errors.ts';
 import { CONNECTOR_ID, type ConnectorRef, FAMILIES, type Family } from '../core/identifiers.ts';
+import { LruCache } from '../core/lru.ts';
 import { refreshTokenOf, withRefreshToken } from '../domain/connector.ts';
 import type { ConnectorSource, ReplaceCheck, WriteResult } from '../ports/connector-store.ts';
 
 const isMissing = (error: unknown) =>
   error instanceof Error && 'code' in error && (error.code === 'ENOENT' || error.code === 'ENOTDIR');
 
+/**
+ * A file's timestamps come from a coarse clock (a few milliseconds on Linux, up to 2 s on some file systems): two
+ * writes within one tick can leave the same stamp. A text is kept only once its file is older than this, so any
+ * later write lands in a later tick and changes the stamp (git's "racily clean" rule).
+ */
+const TIMESTAMP_GRAIN_MS = 2_000;
+
+interface Known {
+  readonly stamp: string;
+  readonly text: string;
+}
+
 /** Local mode: `<dir>/<family>/<connectorId>.json` (CONTRACT §4). */
 export class FileConnectorSource implements ConnectorSource {
   readonly #dir: string;
   readonly checkpointIntervalMs = 0;
+  /** The last text read of each file, with the stamp its file had then. */
+  readonly #known = new LruCache<string, Known>(1000);
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -23,9 +39,28 @@ export class FileConnectorSource implements ConnectorSource {
     return join(this.#dir, ref.family, `${ref.connectorId}.json`);
   }
 
-  async read(ref: ConnectorRef): Promise<string | undefined> {
+  /**
+   * The document, read again only when its file changed (another inode, size, modification or change time): one
+   * `stat` per vend instead of open, read and close through the thread pool. The stat is synchronous on purpose; it
+   * is a single system call on a local folder, cheaper than a round trip through the thread pool.
+   */
+  async read(ref: ConnectorRef, options?: { readonly fresh?: boolean }): Promise<string | undefined> {
+    const path = this.#path(ref);
     try {
-      return await readFile(this.#path(ref), 'utf8');
+      const stats = statSync(path, { throwIfNoEntry: false });
+      if (stats === undefined) {
+        this.#known.delete(path);
+        return undefined;
+      }
+      const stamp = `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+      const known = this.#known.get(path);
+      if (known?.stamp === stamp && options?.fresh !== true) return known.text;
+      // Stat before reading: a write after the stat changes the stamp, so the next read sees it.
+      const text = await readFile(path, 'utf8');
+      if (Date.now() - Math.max(stats.mtimeMs, stats.ctimeMs) > TIMESTAMP_GRAIN_MS)
+        this.#known.set(path, { stamp, text });
+      else this.#known.delete(path);
+      return text;
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw new VendorError('upstream_unavailable', 'The connector store could not be read.', { cause: error });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { misconfigured, type VendorError } from '../core/errors.ts';
 import { type ConnectorRef, isScopeToken, splitScope } from '../core/identifiers.ts';
 import { jsonErrorWhere } from '../core/json-position.ts';
@@ -9,18 +9,25 @@ const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const ACCOUNT_ID = /^\d{12}$/;
 const PRINCIPAL_ARN = /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/-]+$/;
 
-const scopeString = z.string().refine((value) => splitScope(value).every(isScopeToken), {
-  message: 'must be space-separated scope tokens (RFC 6749 §3.3)',
-});
-const headerName = z.string().regex(HEADER_NAME, { message: 'must be a valid HTTP header name' });
+const scopeString = z
+  .string()
+  .check(
+    z.refine((value) => splitScope(value).every(isScopeToken), 'must be space-separated scope tokens (RFC 6749 §3.3)'),
+  );
+const headerName = z.string().check(z.regex(HEADER_NAME, 'must be a valid HTTP header name'));
 /**
  * RFC 9110 §5.5 field-value: visible ASCII, spaces and tabs, and obs-text (Latin-1); no control characters. fetch
  * refuses anything else at send time, which would look like an unreachable server.
  */
 export const FIELD_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/;
-const headerValue = z.string().refine((value) => FIELD_VALUE.test(value), {
-  message: 'must be a valid HTTP field value (no line breaks or control characters, Latin-1 only)',
-});
+const headerValue = z
+  .string()
+  .check(
+    z.refine(
+      (value) => FIELD_VALUE.test(value),
+      'must be a valid HTTP field value (no line breaks or control characters, Latin-1 only)',
+    ),
+  );
 /** Headers that frame the message: set by the HTTP client, never by a connector (RFC 9110 §7, §6.4). */
 const FRAMING_HEADERS = new Set([
   'connection',
@@ -54,61 +61,68 @@ const VENDOR_PARAMETERS = new Set([
   'code_verifier',
   'redirect_uri',
 ]);
-const additionalHeaderName = headerName.refine((name) => !VENDOR_HEADERS.has(name.toLowerCase()), {
-  message: 'is a header the vendor sets itself',
-});
-const callerHeaderName = headerName.refine((name) => !FRAMING_HEADERS.has(name.toLowerCase()), {
-  message: 'must not be a header that frames the message',
-});
-const requestParameterName = z.string().refine((name) => !VENDOR_PARAMETERS.has(name), {
-  message: 'is a parameter the vendor sets itself',
-});
-const principal = z.string().refine((value) => value === '*' || ACCOUNT_ID.test(value) || PRINCIPAL_ARN.test(value), {
-  message: 'each entry must be a 12-digit account ID, an IAM role or user ARN, or "*"',
-});
+const additionalHeaderName = headerName.check(
+  z.refine((name) => !VENDOR_HEADERS.has(name.toLowerCase()), 'is a header the vendor sets itself'),
+);
+const callerHeaderName = headerName.check(
+  z.refine((name) => !FRAMING_HEADERS.has(name.toLowerCase()), 'must not be a header that frames the message'),
+);
+const requestParameterName = z
+  .string()
+  .check(z.refine((name) => !VENDOR_PARAMETERS.has(name), 'is a parameter the vendor sets itself'));
+const principal = z
+  .string()
+  .check(
+    z.refine(
+      (value) => value === '*' || ACCOUNT_ID.test(value) || PRINCIPAL_ARN.test(value),
+      'each entry must be a 12-digit account ID, an IAM role or user ARN, or "*"',
+    ),
+  );
 
-const tokenUrl = z.string().refine(
-  (value) => {
+const tokenUrl = z.string().check(
+  z.refine((value) => {
     if (!URL.canParse(value)) return false;
     const url = new URL(value);
     return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '';
-  },
-  { message: 'must be an absolute http(s) URL without credentials' },
+  }, 'must be an absolute http(s) URL without credentials'),
 );
+const nonEmpty = z.string().check(z.minLength(1));
 
 export const connectorSchema = z
   .strictObject({
     grantType: z.enum(['client_credentials', 'password', 'refresh_token']),
     tokenUrl,
     /** Where `token-vendor connect` sends the operator to authorize a refresh-token connector (CONTRACT §2, §5). */
-    authorizationUrl: tokenUrl.optional(),
-    authorizationScope: scopeString.optional(),
-    clientId: z.string().min(1),
-    clientSecret: z.string().min(1).optional(),
-    scope: scopeString.optional(),
-    username: z.string().min(1).optional(),
-    password: z.string().min(1).optional(),
-    refreshToken: z.string().min(1).optional(),
-    clientAuthentication: z.enum(['basic', 'body']).optional(),
-    customGrantType: z.string().min(1).optional(),
-    additionalHeaders: z.record(additionalHeaderName, headerValue).optional(),
-    additionalRequestData: z.record(requestParameterName, z.string()).optional(),
-    headerAuthKey: callerHeaderName.optional(),
-    headerAuthValuePattern: headerValue.optional(),
-    allowedPrincipals: z.array(principal).min(1),
-    prewarm: z.boolean().optional(),
-    defaultExpiresIn: z.number().int().positive().max(31_536_000).optional(),
+    authorizationUrl: z.optional(tokenUrl),
+    authorizationScope: z.optional(scopeString),
+    clientId: nonEmpty,
+    clientSecret: z.optional(nonEmpty),
+    scope: z.optional(scopeString),
+    username: z.optional(nonEmpty),
+    password: z.optional(nonEmpty),
+    refreshToken: z.optional(nonEmpty),
+    clientAuthentication: z.optional(z.enum(['basic', 'body'])),
+    customGrantType: z.optional(nonEmpty),
+    additionalHeaders: z.optional(z.record(additionalHeaderName, headerValue)),
+    additionalRequestData: z.optional(z.record(requestParameterName, z.string())),
+    headerAuthKey: z.optional(callerHeaderName),
+    headerAuthValuePattern: z.optional(headerValue),
+    allowedPrincipals: z.array(principal).check(z.minLength(1)),
+    prewarm: z.optional(z.boolean()),
+    defaultExpiresIn: z.optional(z.number().check(z.int(), z.positive(), z.maximum(31_536_000))),
   })
-  .superRefine((doc, ctx) => {
-    if (doc.grantType === 'password') {
-      if (doc.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'is required' });
-      if (doc.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required' });
-    }
-    // Without a refresh token, a connector with an authorization URL awaits its first authorization (CONTRACT §2).
-    if (doc.grantType === 'refresh_token' && doc.refreshToken === undefined && doc.authorizationUrl === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['refreshToken'], message: 'is required' });
-    }
-  });
+  .check(
+    z.superRefine((doc, ctx) => {
+      if (doc.grantType === 'password') {
+        if (doc.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'is required' });
+        if (doc.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required' });
+      }
+      // Without a refresh token, a connector with an authorization URL awaits its first authorization (CONTRACT §2).
+      if (doc.grantType === 'refresh_token' && doc.refreshToken === undefined && doc.authorizationUrl === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['refreshToken'], message: 'is required' });
+      }
+    }),
+  );
 
 export type ConnectorDocument = z.infer<typeof connectorSchema>;
 

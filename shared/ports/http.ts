@@ -11,6 +11,8 @@ export interface HttpResponse {
   readonly status: number;
   readonly headers: Headers;
   readonly text: string;
+  /** The answer was larger than any token answer; it was not read (and `text` is empty). */
+  readonly oversized?: boolean;
 }
 
 export type HttpClient = (request: HttpRequest) => Promise<HttpResponse>;

@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CALLER_ROLE, type Harness, startHarness } from '../support/harness.ts';
 import { type Script, type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
@@ -201,6 +204,48 @@ describe('Token-server faults', () => {
     for (const failure of whileOpen) {
       expect(failure).toMatchObject({ code: 'upstream_unavailable', status: 503 });
       expect((failure as { retryAfterSeconds?: number }).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  it('answers an endless answer as an invalid answer after reading 64 KiB of it, asking once', async () => {
+    // Prepare: a server that streams a 300 MB chunked "token" until the client hangs up, counting what it sent.
+    const ANSWER_BYTES = 300 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    let requestsSeen = 0;
+    let sent = 0;
+    const hungUp = Promise.withResolvers<void>();
+    const endless = createServer(async (incoming, outgoing) => {
+      requestsSeen += 1;
+      incoming.resume();
+      outgoing.once('close', () => hungUp.resolve());
+      outgoing.writeHead(200, { 'content-type': 'application/json' });
+      outgoing.write('{"access_token":"');
+      while (sent < ANSWER_BYTES && !outgoing.destroyed) {
+        sent += chunk.byteLength;
+        if (!outgoing.write(chunk)) await Promise.race([once(outgoing, 'drain'), once(outgoing, 'close')]);
+      }
+      outgoing.end('"}');
+    });
+    endless.listen(0, '127.0.0.1');
+    await once(endless, 'listening');
+    const { port } = endless.address() as AddressInfo;
+    const { id } = await scenario(() => tokenAnswer(), { tokenUrl: `http://127.0.0.1:${port}/token` });
+
+    try {
+      // Act
+      const failure = await harness
+        .vendor({ env: FAST })
+        .vend('client-credentials', id)
+        .catch((error: unknown) => error);
+      await hungUp.promise;
+
+      // Assess: not retried (not transient), and the client stopped reading long before the end.
+      expect(failure).toMatchObject({ code: 'upstream_invalid_response', status: 502 });
+      expect(requestsSeen).toBe(1);
+      expect(sent).toBeLessThan(ANSWER_BYTES / 10);
+    } finally {
+      endless.closeAllConnections();
+      endless.close();
     }
   });
 });

@@ -134,7 +134,8 @@ const UNSENT_CODES = new Set([
   'EAI_AGAIN',
   'EHOSTUNREACH',
   'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT',
+  // The HTTP client's: the time ran out before a connection was made.
+  'ENOTCONNECTED',
 ]);
 
 /** Did this failure prove that the request never reached the server (so presenting the same token again is safe)? */

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { VendorError } from '../../core/errors.ts';
 import { parseRetryAfter } from '../../core/retry-after.ts';
 import type { HttpResponse } from '../../ports/http.ts';
@@ -30,12 +30,15 @@ const VSCHAR = /^[\x20-\x7E]+$/;
 /** RFC 6749 §A.13: type-name = 1*name-char; name-char = "-" / "." / "_" / DIGIT / ALPHA. */
 const TYPE_NAME = /^[A-Za-z0-9._-]+$/;
 
+const nonEmpty = z.string().check(z.minLength(1));
+/** A field that is present but malformed is treated as absent. */
+const lenient = <T extends z.ZodMiniType>(schema: T) => z.catch(z.optional(schema), undefined);
 const successAnswer = z.looseObject({
-  access_token: z.string().min(1),
-  token_type: z.string().min(1).optional().catch(undefined),
-  expires_in: z.union([z.number(), z.string()]).optional().catch(undefined),
-  scope: z.string().optional().catch(undefined),
-  refresh_token: z.string().min(1).optional().catch(undefined),
+  access_token: nonEmpty,
+  token_type: lenient(nonEmpty),
+  expires_in: lenient(z.union([z.number(), z.string()])),
+  scope: lenient(z.string()),
+  refresh_token: lenient(nonEmpty),
 });
 
 function parseJson(text: string): unknown {
@@ -101,6 +104,13 @@ export function processTokenResponse(response: HttpResponse, defaultExpiresIn: n
       upstreamStatus: status,
       ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
     });
+  }
+  if (response.oversized === true) {
+    // Not a token answer, however the server is doing; asking again would bring the same.
+    throw new VendorError(
+      'upstream_invalid_response',
+      'The token server answered with more than a token answer holds.',
+    );
   }
   const json = readAnswer(response.text);
   // An OAuth error, whatever the status: some servers send them with 200.
