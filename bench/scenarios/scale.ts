@@ -17,8 +17,10 @@ import type { BenchOptions, Row } from '../support.ts';
  *    seal and every distinct sealed value a container opens (a KMS GenerateDataKey / Decrypt under per-item data
  *    keys), and every token request. The traffic keeps the ratio that decides the hit path: each container sees
  *    each connector as often as at the target scale (once per 200 s under uniform traffic).
- * 2. The model: per-vend figures from step 1 times 50,000 vends a second, per-fetch figures times the fetches a
- *    second the refresh policy makes; beside each quota, and a monthly cost at list prices (us-east-1, December 2026).
+ * 2. The model: the hit path's table reads per connector from its rate per container and the memory's staleness
+ *    (checked against step 1's counts, uniform and Zipf), KMS Decrypt from the tokens each container sees, and the
+ *    fetch path's per-fetch figures from step 1 times the fetches a second the refresh policy makes; beside each
+ *    quota, and a monthly cost at list prices (us-east-1, December 2026).
  */
 
 const TARGET = { connectors: 10_000, vendsPerSecond: 50_000, containers: 1_000 } as const;
@@ -197,7 +199,7 @@ async function calibrate(shape: 'uniform' | 'zipf'): Promise<Counts> {
 
 /**
  * Token requests per lifetime in the steady state: one connector vended every 1/50 of its token's lifetime for
- * twenty lifetimes; the first fetch (there was no token) is not a refresh.
+ * twenty lifetimes; the lifetime over the mean time between fetches.
  */
 async function requestsPerLifetime(lifetimeSeconds: number): Promise<number> {
   const harness = await startHarness();
@@ -216,11 +218,17 @@ async function requestsPerLifetime(lifetimeSeconds: number): Promise<number> {
       env: { AWS_LAMBDA_FUNCTION_NAME: 'token-vendor-client-credentials' },
     });
     const step = (lifetimeSeconds * 1000) / 50;
+    const fetchedAt: number[] = [];
     for (let vend = 0; vend < 1_000; vend += 1) {
+      const before = server.requests.length;
       await vendor.vend('client-credentials', 'lifetime');
+      if (server.requests.length > before) fetchedAt.push(now);
       now += step;
     }
-    return (server.requests.length - 1) / 20;
+    // Lifetime over the mean time between two fetches.
+    const first = fetchedAt[0] ?? 0;
+    const last = fetchedAt.at(-1) ?? first;
+    return ((fetchedAt.length - 1) * lifetimeSeconds * 1000) / (last - first);
   } finally {
     await server.close();
     await harness.close();
@@ -251,6 +259,43 @@ async function dueQuery(): Promise<{ dueInOneMinute: number; queryMs: number }> 
   } finally {
     await harness.close();
   }
+}
+
+/** Traffic shares of `n` connectors: uniform, or Zipf with exponent 1. */
+function shares(shape: 'uniform' | 'zipf', n: number): number[] {
+  if (shape === 'uniform') return Array.from({ length: n }, () => 1 / n);
+  const weights = Array.from({ length: n }, (_, index) => 1 / (index + 1));
+  const total = weights.reduce((sum, weight) => sum + weight, 0);
+  return weights.map((weight) => weight / total);
+}
+
+/**
+ * The hit path's model: a container that sees connector i at rate r (Poisson) reads the table on a vend unless it
+ * read it within the memory's staleness S; one cycle is S plus the wait for the next vend, so a share 1/(r·S + 1)
+ * of its vends read the table. Checked against the real code's counts in the calibration.
+ */
+function tableReadShare(shape: 'uniform' | 'zipf', connectors: number, perContainerPerSecond: number): number {
+  const stalenessSeconds = 10;
+  return shares(shape, connectors).reduce(
+    (sum, share) => sum + share / (perContainerPerSecond * share * stalenessSeconds + 1),
+    0,
+  );
+}
+
+/**
+ * KMS Decrypt: a container opens each token of a connector it vends at least once during that token's life (its
+ * opened-value cache keeps it after); per-item data keys make each of those one Decrypt.
+ */
+function decryptsPerContainerPerSecond(
+  shape: 'uniform' | 'zipf',
+  connectors: number,
+  perContainerPerSecond: number,
+  cycleSeconds: number,
+): number {
+  return shares(shape, connectors).reduce(
+    (sum, share) => sum + (1 - Math.exp(-perContainerPerSecond * share * cycleSeconds)) / cycleSeconds,
+    0,
+  );
 }
 
 const perSecond = (value: number) => (value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(2));
@@ -298,23 +343,29 @@ export async function scale(_options: BenchOptions): Promise<{ rows: Row[]; data
   for (const shape of ['uniform', 'zipf'] as const) {
     const counts = await calibrate(shape);
     const perVend = (value: number) => value / counts.vends;
-    const fetchesPerSecondAtTarget = (TARGET.connectors * (lifetimes['3600s'] ?? 1)) / TOKEN_SECONDS;
-    // Reads and writes on the hit path scale with vends; the fetch path with the fetches the refresh policy makes.
-    const fetchesInCalibration = Math.max(1, counts.tokenRequests);
-    const perFetch = (value: number) => value / fetchesInCalibration;
-    const hitReads = perVend(counts.eventualReads) * TARGET.vendsPerSecond;
+    const requestsPerLifetime = lifetimes['3600s'] ?? 1;
+    const fetchesPerSecondAtTarget = (TARGET.connectors * requestsPerLifetime) / TOKEN_SECONDS;
+    const cycleSeconds = TOKEN_SECONDS / requestsPerLifetime;
+    const perContainer = TARGET.vendsPerSecond / TARGET.containers;
+    // The model, checked against the real code at the calibration's scale.
+    const modelAtCalibration = tableReadShare(shape, CALIBRATION.connectors, CALIBRATION.vendsPerContainerPerSecond);
+    const measuredAtCalibration = perVend(counts.eventualReads);
+    const readShare = tableReadShare(shape, TARGET.connectors, perContainer);
+    // The fetch path scales with the fetches the refresh policy makes.
+    const perFetch = (value: number) => value / Math.max(1, counts.tokenRequests);
+    const hitReads = readShare * TARGET.vendsPerSecond;
     const strongReads = perFetch(counts.strongReads) * fetchesPerSecondAtTarget;
     const readUnits = hitReads * 0.5 + strongReads;
     const writes = perFetch(counts.writes) * fetchesPerSecondAtTarget;
     const getSecretValue = perFetch(counts.documentReads) * fetchesPerSecondAtTarget;
     const kmsDecrypt =
-      (counts.distinctOpens / CALIBRATION.seconds) *
-      (TARGET.containers / CALIBRATION.containers) *
-      (TARGET.connectors / CALIBRATION.connectors);
+      decryptsPerContainerPerSecond(shape, TARGET.connectors, perContainer, cycleSeconds) * TARGET.containers;
     const kmsGenerate = perFetch(counts.seals) * fetchesPerSecondAtTarget;
     const model = {
       vendsPerSecond: TARGET.vendsPerSecond,
-      tableReadsPerVend: perVend(counts.eventualReads + counts.strongReads),
+      tableReadShareModelAtCalibration: modelAtCalibration,
+      tableReadShareMeasuredAtCalibration: measuredAtCalibration,
+      tableReadShare: readShare,
       readUnitsPerVend: readUnits / TARGET.vendsPerSecond,
       getSecretValuePerVend: getSecretValue / TARGET.vendsPerSecond,
       readUnitsPerSecond: readUnits,
@@ -336,6 +387,11 @@ export async function scale(_options: BenchOptions): Promise<{ rows: Row[]; data
     shapes[shape] = { calibration: counts, model, monthly };
     const label = `${shape}, 50,000 vends/s`;
     rows.push(
+      {
+        scenario: '10 scale',
+        metric: `${shape}: share of vends reading the table at the calibration's scale, real code vs model`,
+        value: `${measuredAtCalibration.toFixed(3)} vs ${modelAtCalibration.toFixed(3)}`,
+      },
       {
         scenario: '10 scale',
         metric: `${label}: DynamoDB read units per vend (eventually consistent hit path)`,
