@@ -1032,6 +1032,7 @@ export class TokenVendor extends Construct {
           this.rotateFunction.function.metricErrors({ statistic: 'Sum', label: 'errors' }),
         ],
         right: [
+          custom('RefreshesAhead', 'Sum', 'refreshes ahead started by vends'),
           custom('ScheduledRefreshes', 'Sum', 'refreshed by the schedule'),
           custom('ScheduledRunFailures', 'Sum', 'schedule could not refresh'),
         ],

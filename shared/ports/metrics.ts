@@ -13,6 +13,8 @@ export type MetricName =
   | 'TokenFetches'
   | 'TokenFetchFailures'
   | 'StillValidServed'
+  /** A vend found its token due and started (or handed to the refresher) one refresh ahead. */
+  | 'RefreshesAhead'
   | 'ScheduledRefreshes'
   | 'ScheduledRunFailures'
   | 'ConnectorsFailing'

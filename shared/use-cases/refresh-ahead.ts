@@ -6,6 +6,7 @@ import { within } from '../domain/deadline.ts';
 import { profileOf } from '../domain/vend-profile.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Log } from '../ports/log.ts';
+import type { MetricsSink } from '../ports/metrics.ts';
 import type { RefreshDemand, RefreshRequests } from '../ports/refresh-requests.ts';
 import type { ConnectorStateTable, TokenCache } from '../ports/token-table.ts';
 import type { FetchTarget, TokenFetcher } from './refresh/token-fetcher.ts';
@@ -52,6 +53,7 @@ export interface RefreshAheadDeps {
   readonly memory: TokenMemory;
   readonly clock: Clock;
   readonly log: Log;
+  readonly metrics: MetricsSink;
   readonly refreshRequests?: ThrottledRefreshRequests | undefined;
   readonly settings: {
     readonly refreshAhead: RefreshAheadMode;
@@ -86,6 +88,7 @@ export async function refreshAheadIfDue(
     .load()
     .then(async (loaded) => {
       const fresh = await deps.fetcher.fetch(loaded, { requirement, background: true });
+      if (fresh !== undefined && fresh.accessToken !== token.accessToken) countOnce(deps, target.tokenKey, fresh);
       if (fresh !== undefined) deps.memory.set(target.tokenKey, fresh, clock.now(), profileOf(loaded.connector));
       return fresh ?? token;
     })
@@ -97,6 +100,15 @@ export async function refreshAheadIfDue(
       return token;
     });
   return settings.refreshAhead === 'inline' ? refresh : token;
+}
+
+/** Tokens a refresh ahead brought, counted once each however many vends shared that refresh. */
+const countedAhead = new LruCache<string, true>(1_000);
+function countOnce(deps: Pick<RefreshAheadDeps, 'metrics'>, tokenKey: string, fresh: CachedToken): void {
+  const key = `${tokenKey}@${fresh.issuedAt}`;
+  if (countedAhead.get(key) !== undefined) return;
+  countedAhead.set(key, true);
+  deps.metrics.count('RefreshesAhead');
 }
 
 /**
@@ -120,6 +132,7 @@ async function handOver(deps: RefreshAheadDeps, target: AheadTarget, token: Cach
     const { family, connectorId } = target.ref;
     const scopeKey = scopeKeyOf(target.tokenKey);
     await within(refreshRequests.send({ family, connectorId, scopeKey }), HAND_OVER_WITHIN_MS, 'The refresher');
+    deps.metrics.count('RefreshesAhead');
   } catch (error) {
     deps.log.warn('refresh ahead could not be handed over; the cached token is still served', {
       connector,

@@ -3,7 +3,15 @@ import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.t
 import type { CachedToken } from '../../shared/core/token-policy.ts';
 import { parseConnector } from '../../shared/domain/connector.ts';
 import type { TokenEntry } from '../../shared/ports/token-table.ts';
-import { CALLER_ROLE, dynamoClient, type Harness, manualClock, runSchedule, startHarness } from '../support/harness.ts';
+import {
+  CALLER_ROLE,
+  CountedMetrics,
+  dynamoClient,
+  type Harness,
+  manualClock,
+  runSchedule,
+  startHarness,
+} from '../support/harness.ts';
 import { type ScriptedServer, startScriptedServer, tokenAnswer } from '../support/scripted-server.ts';
 
 /** The real DynamoDB store, counting token reads. */
@@ -79,7 +87,8 @@ describe('Caching and refresh ahead', () => {
   it('refreshes ahead of expiry in the background while callers keep the still-valid token', async () => {
     // Prepare
     const clock = manualClock();
-    const vendor = harness.vendor({ now: clock.now });
+    const metrics = new CountedMetrics();
+    const vendor = harness.vendor({ now: clock.now, metrics });
     const first = await vendor.vend('client-credentials', 'ahead');
     const requestsAfterFirst = server.requests.length;
 
@@ -103,6 +112,7 @@ describe('Caching and refresh ahead', () => {
     expect(server.requests.length - requestsAfterFirst).toBe(1);
     expect(refreshed.access_token).not.toBe(first.access_token);
     expect(refreshed.expires_in).toBe(100);
+    expect(metrics.counts.get('RefreshesAhead')).toBe(1);
   });
 
   it('in Lambda, lets the one caller that wins the lease wait for the refresh ahead instead of leaving it frozen', async () => {

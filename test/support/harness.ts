@@ -15,6 +15,7 @@ import type { VendResponse } from '../../shared/core/vend-response.ts';
 import type { ConnectorSource, ReplaceCheck } from '../../shared/ports/connector-store.ts';
 import type { HttpClient } from '../../shared/ports/http.ts';
 import type { Log } from '../../shared/ports/log.ts';
+import type { MetricName, MetricsSink } from '../../shared/ports/metrics.ts';
 import type { TokenSealer } from '../../shared/ports/token-sealer.ts';
 import type { TokenStore } from '../../shared/ports/token-table.ts';
 import { forceRefresh } from '../../shared/use-cases/force-refresh.ts';
@@ -122,6 +123,7 @@ export interface VendorOverrides {
   readonly log?: Log;
   readonly source?: ConnectorSource;
   readonly store?: TokenStore;
+  readonly metrics?: MetricsSink;
 }
 
 export interface Vendor {
@@ -171,6 +173,7 @@ export async function startHarness(): Promise<Harness> {
         ...(overrides.http === undefined ? {} : { http: overrides.http }),
         ...(overrides.now === undefined ? {} : { now: overrides.now }),
         ...(overrides.source === undefined ? {} : { source: overrides.source }),
+        ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
       });
       return {
         deps,
@@ -196,4 +199,13 @@ export async function startHarness(): Promise<Harness> {
 export async function runSchedule(deps: Runtime, options?: RotationOptions): Promise<RotationReport> {
   await reconcileConnectors(deps, 0);
   return rotateConnectors(deps, options);
+}
+
+/** Metrics kept in memory: the sums a container would publish. */
+export class CountedMetrics implements MetricsSink {
+  readonly counts = new Map<MetricName, number>();
+  count(name: MetricName, value = 1): void {
+    this.counts.set(name, (this.counts.get(name) ?? 0) + value);
+  }
+  milliseconds(): void {}
 }
