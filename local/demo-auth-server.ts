@@ -1,20 +1,35 @@
-import { randomBytes } from 'node:crypto';
+import { type KeyObject, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import OAuth2Server, {
+  AbstractGrantType,
   type Client,
   type Falsey,
+  InvalidGrantError,
+  InvalidRequestError,
   type RefreshToken,
   Request,
   Response,
   type Token,
   type User,
 } from '@node-oauth/oauth2-server';
+import { decodeJwt, type JWTPayload, jwtVerify } from 'jose';
 import { listen } from './api-gateway.ts';
+
+/** RFC 7523 §2.1. */
+export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 export interface DemoClient {
   readonly id: string;
-  readonly secret: string;
-  readonly grants: readonly ('client_credentials' | 'password' | 'refresh_token')[];
+  /** Absent: the client needs no secret for the JWT bearer grant (its assertion identifies it). */
+  readonly secret?: string;
+  readonly grants: readonly ('client_credentials' | 'password' | 'refresh_token' | typeof JWT_BEARER)[];
+}
+
+/** Who may sign JWT bearer assertions, and the public key that verifies them. */
+export interface DemoAssertionIssuer {
+  /** The client an assertion of this issuer is granted to (Salesforce: the connected app's consumer key). */
+  readonly clientId: string;
+  readonly publicKey: KeyObject;
 }
 
 export interface DemoAuthServerOptions {
@@ -31,6 +46,8 @@ export interface DemoAuthServerOptions {
   readonly refreshTokenReuseGraceSeconds?: number;
   /** Milliseconds to wait before answering, to model a slow server. */
   readonly delayMs?: number;
+  /** Issuers of JWT bearer assertions (RFC 7523 §2.1) by their `iss`. */
+  readonly assertionIssuers?: Readonly<Record<string, DemoAssertionIssuer>>;
 }
 
 export interface DemoAuthServer {
@@ -41,6 +58,8 @@ export interface DemoAuthServer {
   rejectedReuses(): number;
   /** Issues a refresh token for a client and user, as an authorization flow would have. */
   issueRefreshToken(clientId: string, username: string): string;
+  /** The claims of every JWT bearer assertion the server accepted, in order. */
+  acceptedAssertions(): JWTPayload[];
   close(): Promise<void>;
 }
 
@@ -102,16 +121,78 @@ export async function startDemoAuthServer(options: DemoAuthServerOptions): Promi
     },
   };
 
+  let tokenUrl = '';
+  const issuers = options.assertionIssuers ?? {};
+  const accepted: JWTPayload[] = [];
+  /** The `jti` of every assertion accepted, until it expires: one assertion is one grant (RFC 7523 §3 item 7). */
+  const seenJtis = new Map<string, number>();
+  /**
+   * The JWT bearer grant (RFC 7523 §2.1, §3): the assertion's signature under its issuer's key, `aud` the token URL,
+   * `exp` in the future and not too far, `iat`, and a `jti` never seen before.
+   */
+  class JwtBearerGrant extends AbstractGrantType {
+    async handle(request: Request, client: Client): Promise<Token> {
+      const assertion = request.body.assertion;
+      if (typeof assertion !== 'string' || assertion === '') {
+        throw new InvalidRequestError('Missing parameter: `assertion`');
+      }
+      const issuer = issuerOf(assertion);
+      const trusted = issuer === undefined ? undefined : issuers[issuer];
+      if (trusted === undefined || trusted.clientId !== client.id) {
+        throw new InvalidGrantError('Invalid grant: unknown assertion issuer');
+      }
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(assertion, trusted.publicKey, {
+          audience: tokenUrl,
+          issuer,
+          maxTokenAge: '10 minutes',
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        }));
+      } catch {
+        throw new InvalidGrantError('Invalid grant: the assertion does not verify');
+      }
+      const now = Date.now() / 1000;
+      for (const [jti, exp] of seenJtis) if (exp < now) seenJtis.delete(jti);
+      const jti = String(payload.jti);
+      if (seenJtis.has(jti)) throw new InvalidGrantError('Invalid grant: the assertion was used before');
+      seenJtis.set(jti, payload.exp ?? now);
+      accepted.push(payload);
+      const user = { id: String(payload.sub) };
+      const scope = await this.validateScope(user, client, this.getScope(request));
+      const token = {
+        accessToken: await this.generateAccessToken(client, user, scope || []),
+        accessTokenExpiresAt: this.getAccessTokenExpiresAt(),
+        scope: scope || [],
+      } as Token;
+      return model.saveToken(token, client, user);
+    }
+  }
+
   const oauth = new OAuth2Server({
     model,
     accessTokenLifetime: options.accessTokenLifetime ?? 3600,
-    requireClientAuthentication: { password: true, refresh_token: true, client_credentials: true },
+    requireClientAuthentication: {
+      password: true,
+      refresh_token: true,
+      client_credentials: true,
+      [JWT_BEARER]: false,
+    },
+    extendedGrantTypes: { [JWT_BEARER]: JwtBearerGrant },
   });
+
+  /** Without client credentials, the assertion's issuer names the client, as Salesforce and Google do it. */
+  const clientOfAssertion = (body: Record<string, string>): string | undefined => {
+    if (body.grant_type !== JWT_BEARER || body.client_id !== undefined || body.assertion === undefined)
+      return undefined;
+    const issuer = issuerOf(body.assertion);
+    return issuer === undefined ? undefined : issuers[issuer]?.clientId;
+  };
 
   let requests = 0;
   const server: Server = createServer((incoming, outgoing) => {
     requests += 1;
-    handleToken(oauth, incoming, options.delayMs ?? 0)
+    handleToken(oauth, incoming, options.delayMs ?? 0, clientOfAssertion)
       .then(({ status, headers, body }) => {
         outgoing.writeHead(status, { ...headers, 'content-type': 'application/json', 'cache-control': 'no-store' });
         outgoing.end(JSON.stringify(body));
@@ -122,9 +203,11 @@ export async function startDemoAuthServer(options: DemoAuthServerOptions): Promi
       });
   });
   const port = await listen(server, options.port ?? 0);
+  tokenUrl = `http://127.0.0.1:${port}/oauth/token`;
 
   return {
-    tokenUrl: `http://127.0.0.1:${port}/oauth/token`,
+    tokenUrl,
+    acceptedAssertions: () => [...accepted],
     tokenRequests: () => requests,
     rejectedReuses: () => rejectedReuses,
     issueRefreshToken(clientId, username) {
@@ -167,7 +250,22 @@ function decodeBasicCredentials(header: string | undefined): string | undefined 
   }
 }
 
-async function handleToken(oauth: OAuth2Server, incoming: IncomingMessage, delayMs: number) {
+/** The unverified `iss` of an assertion: only to find the key that then verifies it. */
+function issuerOf(assertion: string): string | undefined {
+  try {
+    const { iss } = decodeJwt(assertion);
+    return typeof iss === 'string' ? iss : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function handleToken(
+  oauth: OAuth2Server,
+  incoming: IncomingMessage,
+  delayMs: number,
+  clientOfAssertion: (body: Record<string, string>) => string | undefined,
+) {
   const chunks: Buffer[] = [];
   for await (const chunk of incoming) chunks.push(chunk as Buffer);
   if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
@@ -175,6 +273,8 @@ async function handleToken(oauth: OAuth2Server, incoming: IncomingMessage, delay
   const headers = { ...incoming.headers } as Record<string, string>;
   const authorization = decodeBasicCredentials(headers.authorization);
   if (authorization !== undefined) headers.authorization = authorization;
+  const assertedClient = headers.authorization === undefined ? clientOfAssertion(body) : undefined;
+  if (assertedClient !== undefined) body.client_id = assertedClient;
   const request = new Request({ method: incoming.method ?? 'POST', headers, query: {}, body });
   const response = new Response();
   try {

@@ -8,7 +8,7 @@ import { listen } from './api-gateway.ts';
 export interface FunctionSpec {
   /** The function's name (`AWS_LAMBDA_FUNCTION_NAME`), also its name in the Invoke API. */
   readonly name: string;
-  /** `client-credentials`, `password`, `refresh-token` or `rotate`: what local/lambda-container.ts builds. */
+  /** A family (`client-credentials`, `jwt-bearer`, …) or `rotate`: what local/lambda-container.ts builds. */
   readonly entry: string;
   readonly timeoutMs: number;
 }

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -8,7 +9,7 @@ import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts
 import type { Family } from '../shared/core/identifiers.ts';
 import { DEFAULT_CONNECTORS_DIR } from '../shared/core/settings.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
-import { type DemoAuthServer, startDemoAuthServer } from './demo-auth-server.ts';
+import { type DemoAuthServer, JWT_BEARER, startDemoAuthServer } from './demo-auth-server.ts';
 import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';
 import { claimStateDir, type StateClaim } from './instance.ts';
 import { FunctionPool, startInvokeApi } from './lambda-runtime.ts';
@@ -46,8 +47,11 @@ async function loadPrincipals(path: string | undefined): Promise<Principals> {
   return parsed.data;
 }
 
+/** The demo's JWT bearer issuer; its key pair is made at each start and its private key lives in the demo connector. */
+const DEMO_ISSUER = 'demo-issuer';
+
 /** Writes the demo connectors, pointing at the demo authorization server, into a scratch folder. */
-async function writeDemoConnectors(dir: string, demo: DemoAuthServer): Promise<void> {
+async function writeDemoConnectors(dir: string, demo: DemoAuthServer, signingKeyPem: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   const common = {
     tokenUrl: demo.tokenUrl,
@@ -62,6 +66,16 @@ async function writeDemoConnectors(dir: string, demo: DemoAuthServer): Promise<v
       grantType: 'refresh_token',
       ...common,
       refreshToken: demo.issueRefreshToken('demo-client', 'demo-user'),
+    },
+    'jwt-bearer': {
+      grantType: 'jwt_bearer',
+      tokenUrl: demo.tokenUrl,
+      clientId: 'demo-jwt-client',
+      assertionIssuer: DEMO_ISSUER,
+      assertionSubject: 'demo-user',
+      signingKey: { privateKeyPem: signingKeyPem },
+      signingAlgorithm: 'ES256',
+      allowedPrincipals: [DEV_PRINCIPAL.arn],
     },
   };
   for (const [family, document] of Object.entries(documents)) {
@@ -80,6 +94,7 @@ const FUNCTION_NAMES: Record<Family | 'rotate', string> = {
   'client-credentials': 'token-vendor-client-credentials',
   password: 'token-vendor-password',
   'refresh-token': 'token-vendor-refresh-token',
+  'jwt-bearer': 'token-vendor-jwt-bearer',
   rotate: 'token-vendor-rotate',
 };
 /** EventBridge Scheduler's event to the scheduled function (its default payload). */
@@ -109,6 +124,7 @@ async function startFunctions(
         'client-credentials': handler('client-credentials'),
         password: handler('password'),
         'refresh-token': handler('refresh-token'),
+        'jwt-bearer': handler('jwt-bearer'),
       },
       rotate: async (full: boolean) => {
         await rotate(reconcileEvent(full), {} as never);
@@ -143,6 +159,7 @@ async function startFunctions(
     'client-credentials': proxy(pool('client-credentials', API_TIMEOUT_MS)),
     password: proxy(pool('password', API_TIMEOUT_MS)),
     'refresh-token': proxy(pool('refresh-token', API_TIMEOUT_MS)),
+    'jwt-bearer': proxy(pool('jwt-bearer', API_TIMEOUT_MS)),
   };
   const rotatePool = pool('rotate', ROTATE_TIMEOUT_MS);
   closers.push(async () => {
@@ -178,15 +195,19 @@ async function main(): Promise<void> {
   if (settings.AWS_ENDPOINT_URL_DYNAMODB === undefined || demoMode) claim = await claimStateDir(stateDir);
   let demo: DemoAuthServer | undefined;
   if (demoMode) {
+    const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     demo = await startDemoAuthServer({
       clients: [
         { id: 'demo-client', secret: 'demo-secret', grants: ['client_credentials', 'password', 'refresh_token'] },
+        { id: 'demo-jwt-client', grants: [JWT_BEARER] },
       ],
       users: { 'demo-user': 'demo-password' },
+      assertionIssuers: { [DEMO_ISSUER]: { clientId: 'demo-jwt-client', publicKey: signingKey.publicKey } },
     });
     closers.push(() => (demo as DemoAuthServer).close());
     connectorsDir = join(stateDir, 'demo-connectors');
-    await writeDemoConnectors(connectorsDir, demo);
+    const pem = signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    await writeDemoConnectors(connectorsDir, demo, pem);
   }
 
   let endpoint = settings.AWS_ENDPOINT_URL_DYNAMODB;
@@ -198,7 +219,7 @@ async function main(): Promise<void> {
     endpoint = embedded.endpoint;
   }
   // A loopback AWS endpoint accepts any signature; the SDK still needs some credentials to sign with.
-  const loopbackEndpoints = [endpoint, settings.AWS_ENDPOINT_URL_SECRETS_MANAGER].filter(
+  const loopbackEndpoints = [endpoint, settings.AWS_ENDPOINT_URL_SECRETS_MANAGER, settings.AWS_ENDPOINT_URL_KMS].filter(
     (url): url is string => url !== undefined && isLoopbackUrl(url),
   );
   if (loopbackEndpoints.length > 0 && process.env.AWS_ACCESS_KEY_ID === undefined) {

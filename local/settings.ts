@@ -14,6 +14,8 @@ const settingsSchema = z.object({
   AWS_REGION: z.string().min(1).default('us-east-1'),
   AWS_ENDPOINT_URL_DYNAMODB: z.string().url().optional(),
   AWS_ENDPOINT_URL_SECRETS_MANAGER: z.string().url().optional(),
+  /** The SDK's own variable: a KMS-compatible endpoint for connectors that sign with `signingKey.kmsKeyId`. */
+  AWS_ENDPOINT_URL_KMS: z.string().url().optional(),
   TOKEN_VENDOR_TABLE: z.string().min(1).default(DEFAULT_TABLE_NAME),
   TOKEN_VENDOR_DEMO: z.enum(['0', '1']).optional(),
 });
@@ -27,6 +29,7 @@ const SETTING_RULES: Readonly<Record<string, string>> = {
   TOKEN_VENDOR_DEMO: 'must be 0 or 1',
   AWS_ENDPOINT_URL_DYNAMODB: 'must be a URL',
   AWS_ENDPOINT_URL_SECRETS_MANAGER: 'must be a URL',
+  AWS_ENDPOINT_URL_KMS: 'must be a URL',
 };
 
 /** The settings from the environment, or one line per setting that is wrong. */

@@ -1,5 +1,6 @@
 import {
   createDynamoDBClient,
+  createKmsClient,
   createLambdaClient,
   createSecretsManagerClient,
 } from '../../shared/adapters/aws-clients.ts';
@@ -7,6 +8,7 @@ import { DynamoDBTokenStore } from '../../shared/adapters/dynamodb-token-table.t
 import { EncryptionSdkSealer } from '../../shared/adapters/encryption-sdk-sealer.ts';
 import { FileConnectorSource } from '../../shared/adapters/file-connector-store.ts';
 import { createHttpClient } from '../../shared/adapters/http-client.ts';
+import { KmsSignerAdapter } from '../../shared/adapters/kms-signer.ts';
 import { LambdaRefreshRequests } from '../../shared/adapters/lambda-refresh-requests.ts';
 import { noMetrics } from '../../shared/adapters/powertools-metrics.ts';
 import { SecretsManagerConnectorSource } from '../../shared/adapters/secrets-manager-connector-store.ts';
@@ -15,6 +17,7 @@ import type { NetworkPolicy } from '../../shared/domain/network-policy.ts';
 import type { Clock } from '../../shared/ports/clock.ts';
 import type { ConnectorSource } from '../../shared/ports/connector-store.ts';
 import type { HttpClient } from '../../shared/ports/http.ts';
+import type { KmsSigner } from '../../shared/ports/kms-signer.ts';
 import type { Log } from '../../shared/ports/log.ts';
 import type { MetricsSink } from '../../shared/ports/metrics.ts';
 import type { RefreshRequests } from '../../shared/ports/refresh-requests.ts';
@@ -49,6 +52,8 @@ export interface RuntimeOverrides {
   readonly sealer?: TokenSealer;
   /** X-Ray through Powertools where the function has tracing on; nothing otherwise. */
   readonly tracing?: FunctionTracing;
+  /** Signs assertions with KMS keys; by default KMS itself (endpoint from AWS_ENDPOINT_URL_KMS when set). */
+  readonly kms?: KmsSigner;
 }
 
 function sealerFor(config: Config, overrides: RuntimeOverrides): TokenSealer {
@@ -102,6 +107,8 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
     source,
     store,
     http: overrides.http ?? createHttpClient(network),
+    // A client costs nothing until a connector with a KMS signing key uses it.
+    kms: overrides.kms ?? new KmsSignerAdapter(createKmsClient()),
     clock,
     log,
     tracing,

@@ -14,7 +14,7 @@ import { upstreamUnavailable, VendorError } from '../core/errors.ts';
 import { LruCache } from '../core/lru.ts';
 import { SEAL_CONTEXT_ITEM } from '../core/settings.ts';
 import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
-import { boundedHandler, type CallTimeouts } from './aws-clients.ts';
+import { boundedHandler, type CallTimeouts, KMS_TIMEOUTS } from './aws-clients.ts';
 
 const { encrypt } = buildEncrypt(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
 const { decrypt } = buildDecrypt(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
@@ -25,9 +25,6 @@ const DATA_KEY_MAX_AGE_MS = 5 * 60_000;
 const DATA_KEY_MAX_MESSAGES = 10_000;
 const CONTEXT_ITEM = SEAL_CONTEXT_ITEM;
 const CONTEXT_FIELD = 'token-vendor:field';
-
-/** A KMS call answers in milliseconds; it is on the path of a table hit only once per data key. */
-export const KMS_TIMEOUTS: CallTimeouts = { connectionTimeoutMs: 1000, requestTimeoutMs: 2000, maxAttempts: 2 };
 
 /** Raised when a stored value does not open: not sealed for this item, altered, or planted by another writer. */
 export class SealError extends Error {

@@ -8,6 +8,7 @@ export const FAMILIES = {
   'client-credentials': 'client_credentials',
   password: 'password',
   'refresh-token': 'refresh_token',
+  'jwt-bearer': 'jwt_bearer',
 } as const;
 
 export type Family = keyof typeof FAMILIES;

@@ -78,6 +78,20 @@ const principal = z
       'each entry must be a 12-digit account ID, an IAM role or user ARN, or "*"',
     ),
   );
+/** Claims the vendor sets itself in an assertion (RFC 7523 §3); the connector has a field for each that it may set. */
+const VENDOR_CLAIMS = new Set(['iss', 'sub', 'aud', 'iat', 'exp', 'jti']);
+const assertionClaimName = z
+  .string()
+  .check(z.refine((name) => !VENDOR_CLAIMS.has(name), 'is a claim the vendor sets itself'));
+/**
+ * The key that signs assertions (CONTRACT §2): one of a KMS key, whose private key never leaves KMS, or a PKCS#8
+ * private key kept in the document like any secret.
+ */
+const signingKey = z.strictObject({
+  kmsKeyId: z.optional(z.string().check(z.minLength(1), z.maxLength(2048))),
+  privateKeyPem: z.optional(z.string().check(z.minLength(1))),
+  kid: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
+});
 
 const tokenUrl = z.string().check(
   z.refine((value) => {
@@ -90,7 +104,7 @@ const nonEmpty = z.string().check(z.minLength(1));
 
 export const connectorSchema = z
   .strictObject({
-    grantType: z.enum(['client_credentials', 'password', 'refresh_token']),
+    grantType: z.enum(['client_credentials', 'password', 'refresh_token', 'jwt_bearer']),
     tokenUrl,
     /** Where `token-vendor connect` sends the operator to authorize a refresh-token connector (CONTRACT §2, §5). */
     authorizationUrl: z.optional(tokenUrl),
@@ -101,7 +115,7 @@ export const connectorSchema = z
     username: z.optional(nonEmpty),
     password: z.optional(nonEmpty),
     refreshToken: z.optional(nonEmpty),
-    clientAuthentication: z.optional(z.enum(['basic', 'body'])),
+    clientAuthentication: z.optional(z.enum(['basic', 'body', 'private_key_jwt'])),
     customGrantType: z.optional(nonEmpty),
     additionalHeaders: z.optional(z.record(additionalHeaderName, headerValue)),
     additionalRequestData: z.optional(z.record(requestParameterName, z.string())),
@@ -110,6 +124,13 @@ export const connectorSchema = z
     allowedPrincipals: z.array(principal).check(z.minLength(1)),
     prewarm: z.optional(z.boolean()),
     defaultExpiresIn: z.optional(z.number().check(z.int(), z.positive(), z.maximum(31_536_000))),
+    signingKey: z.optional(signingKey),
+    signingAlgorithm: z.optional(z.enum(['RS256', 'PS256', 'ES256'])),
+    assertionIssuer: z.optional(nonEmpty),
+    assertionSubject: z.optional(nonEmpty),
+    assertionAudience: z.optional(nonEmpty),
+    // Any JSON value: the document is JSON already, so nothing else can arrive here.
+    assertionClaims: z.optional(z.record(assertionClaimName, z.unknown())),
   })
   .check(
     z.superRefine((doc, ctx) => {
@@ -120,6 +141,21 @@ export const connectorSchema = z
       // Without a refresh token, a connector with an authorization URL awaits its first authorization (CONTRACT §2).
       if (doc.grantType === 'refresh_token' && doc.refreshToken === undefined && doc.authorizationUrl === undefined) {
         ctx.addIssue({ code: 'custom', path: ['refreshToken'], message: 'is required' });
+      }
+      if (doc.grantType === 'jwt_bearer' && doc.assertionIssuer === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['assertionIssuer'], message: 'is required' });
+      }
+      const signs = doc.grantType === 'jwt_bearer' || doc.clientAuthentication === 'private_key_jwt';
+      if (signs && doc.signingKey === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['signingKey'], message: 'is required' });
+      }
+      const key = doc.signingKey;
+      if (key !== undefined && (key.kmsKeyId === undefined) === (key.privateKeyPem === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['signingKey'],
+          message: 'must hold exactly one of kmsKeyId and privateKeyPem',
+        });
       }
     }),
   );

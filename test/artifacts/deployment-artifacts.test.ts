@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type Socket } from 'node:net';
 import { KmsKeyringNode } from '@aws-crypto/client-node';
@@ -64,8 +65,16 @@ const SEALED_TOKENS: Readonly<Record<Family, string>> = {
   'client-credentials': 'artifact-sealed-access-cc-3e91b07d5a2f',
   password: 'made-up.artifact-sealed-access-pw.58c2e4a01f9b',
   'refresh-token': 'artifact-sealed-access-rt-a7d06f13c8e2',
+  'jwt-bearer': 'artifact-sealed-access-jb-5b0e97c3d1a4',
 };
+/** A signing key made for this run (never in a file). */
+const SIGNING_KEY_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+  type: 'pkcs8',
+  format: 'pem',
+}) as string;
 const NEVER_LOGGED = [
+  // One line of the private key's body stands for all of it.
+  SIGNING_KEY_PEM.split('\n')[1] ?? '',
   ...Object.values(PLANTED),
   ...Object.values(SEALED_TOKENS),
   FUNCTION_CREDENTIALS.secretAccessKey,
@@ -90,6 +99,13 @@ function connectorDocument(family: Family, tokenUrl: string, refreshToken = PLAN
       return { ...base, username: 'alice', password: PLANTED.password };
     case 'refresh-token':
       return { ...base, refreshToken };
+    case 'jwt-bearer':
+      return {
+        ...base,
+        assertionIssuer: `artifact-${family}`,
+        signingKey: { privateKeyPem: SIGNING_KEY_PEM },
+        signingAlgorithm: 'ES256',
+      };
   }
 }
 

@@ -98,7 +98,7 @@ describe('Packages: the client and the CLI, packed, installed into a workload pr
       };
     };
     gateway = createApiGateway({
-      handlers: { 'client-credentials': token, password: token, 'refresh-token': token },
+      handlers: { 'client-credentials': token, password: token, 'refresh-token': token, 'jwt-bearer': token },
       principals: { [CALLER.accessKeyId]: { secretAccessKey: CALLER.secretAccessKey, arn: CALLER.arn } },
       region: 'us-east-1',
     });

@@ -1,8 +1,10 @@
 import { misconfigured, VendorError } from '../../core/errors.ts';
 import type { Clock } from '../../ports/clock.ts';
 import type { HttpClient } from '../../ports/http.ts';
+import type { KmsSigner } from '../../ports/kms-signer.ts';
 import type { ConnectorDocument } from '../connector.ts';
 import { refusedDestination } from '../network-policy.ts';
+import { clientAssertionClaims, grantAssertionClaims, signJwt } from './assertion.ts';
 import type { ClientAuthMethod } from './client-auth.ts';
 import { type AuthorizationCodeGrant, buildTokenRequest } from './token-request.ts';
 import { processTokenResponse, type TokenSet } from './token-response.ts';
@@ -20,6 +22,8 @@ export interface TokenClientDeps {
   readonly deadlineMs: number;
   /** Attempts in all when the server fails transiently (5xx, 429, reset, timeout). */
   readonly maxAttempts: number;
+  /** Signs assertions with a connector's `signingKey.kmsKeyId`. */
+  readonly kms?: KmsSigner | undefined;
 }
 
 export interface TokenGrant {
@@ -58,6 +62,21 @@ function isClientAuthRefusal(error: unknown, status: number | undefined): boolea
   return error instanceof VendorError && (status === 401 || error.upstreamError === 'invalid_client');
 }
 
+/**
+ * The assertions one request carries, signed for it alone (each has its own `jti` and `exp`): the grant's for
+ * `jwt_bearer`, the client's for `private_key_jwt`. Signing counts against the attempt's time.
+ */
+async function signAssertions(deps: TokenClientDeps, document: ConnectorDocument, method: ClientAuthMethod) {
+  const signing = { kms: deps.kms, now: deps.clock.now(), signal: AbortSignal.timeout(deps.attemptTimeoutMs) };
+  const [assertion, clientAssertion] = await Promise.all([
+    document.grantType === 'jwt_bearer'
+      ? signJwt(signing, document, grantAssertionClaims(document, signing.now))
+      : undefined,
+    method === 'private_key_jwt' ? signJwt(signing, document, clientAssertionClaims(document, signing.now)) : undefined,
+  ]);
+  return { assertion, clientAssertion };
+}
+
 async function send(
   deps: TokenClientDeps,
   document: ConnectorDocument,
@@ -65,19 +84,20 @@ async function send(
   method: ClientAuthMethod,
   deadline: number,
 ) {
+  if (deadline - deps.clock.now() < deps.attemptTimeoutMs) throw notSent();
+  const assertions = await signAssertions(deps, document, method);
   const request = buildTokenRequest(document, {
     authMethod: method,
     scope: grant.scope,
     refreshToken: grant.refreshToken,
     authorizationCode: grant.authorizationCode,
+    ...assertions,
   });
   const left = deadline - deps.clock.now();
   if (left < deps.attemptTimeoutMs) {
     // A request cut short by its timeout may still be processed by the server: for a refresh token that is an
     // exchange whose answer is lost. Better not to send it at all.
-    throw new VendorError('upstream_unavailable', 'Too little time was left to ask the token server.', {
-      cause: Object.assign(new Error('request not sent'), { code: 'ENOTSENT' }),
-    });
+    throw notSent();
   }
   // A refresh token (or code) is presented once, so that one attempt gets all the time there is.
   const timeout = singleUse(grant) ? left : deps.attemptTimeoutMs;
@@ -90,8 +110,15 @@ async function send(
     // Connection refused, reset, DNS failure or timeout: the message carries no request data.
     throw new VendorError('upstream_unavailable', 'The token server could not be reached.', { cause });
   }
-  return response;
+  // A signed assertion is a credential until it expires: an answer that echoes it is not passed on either.
+  const sentSecrets = [assertions.assertion, assertions.clientAssertion].filter((value) => value !== undefined);
+  return { response, sentSecrets };
 }
+
+const notSent = () =>
+  new VendorError('upstream_unavailable', 'Too little time was left to ask the token server.', {
+    cause: Object.assign(new Error('request not sent'), { code: 'ENOTSENT' }),
+  });
 
 /** One token request, falling back from Basic to body authentication once when none is configured. */
 async function requestOnce(
@@ -108,18 +135,40 @@ async function requestOnce(
   ];
   let lastError: unknown;
   for (const [index, method] of attempts.entries()) {
-    const response = await send(deps, document, grant, method, deadline);
+    const { response, sentSecrets } = await send(deps, document, grant, method, deadline);
+    const echoable = [...secrets, ...sentSecrets];
     try {
       const tokens = processTokenResponse(response, document.defaultExpiresIn ?? DEFAULT_EXPIRES_IN, deps.clock.now());
-      return { tokens: tokensWithoutEchoedSecrets(tokens, secrets), authMethod: method };
+      return { tokens: tokensWithoutEchoedSecrets(tokens, echoable), authMethod: method };
     } catch (caught) {
-      const error = withoutEchoedSecrets(caught, secrets);
+      const error = refusedAssertion(withoutEchoedSecrets(caught, echoable), document, method);
       lastError = error;
       const canFallBack = index < attempts.length - 1 && isClientAuthRefusal(error, response.status);
       if (!canFallBack) throw error;
     }
   }
   throw lastError;
+}
+
+/**
+ * A refusal of a signed assertion says which fields to check (never their values): the server's `error` alone
+ * (`invalid_grant`, `invalid_client`) does not tell an operator that the key or the claims are the suspects.
+ */
+function refusedAssertion(error: unknown, document: ConnectorDocument, method: ClientAuthMethod): unknown {
+  if (!(error instanceof VendorError) || error.code !== 'upstream_rejected') return error;
+  const code = error.upstreamError;
+  const fields =
+    method === 'private_key_jwt' && code === 'invalid_client'
+      ? 'signingKey, signingAlgorithm, and the public key registered for clientId'
+      : document.grantType === 'jwt_bearer' &&
+          (code === 'invalid_grant' || (method === 'none' && code === 'invalid_client'))
+        ? 'signingKey, signingAlgorithm, assertionIssuer, assertionSubject, assertionAudience, assertionClaims'
+        : undefined;
+  if (fields === undefined) return error;
+  return new VendorError('upstream_rejected', `${error.message} The signed assertion was refused: check ${fields}.`, {
+    ...(code === undefined ? {} : { upstreamError: code }),
+    ...(error.upstreamStatus === undefined ? {} : { upstreamStatus: error.upstreamStatus }),
+  });
 }
 
 /** Only a server that is down, slow or rate-limiting is asked again; a refusal is final. */

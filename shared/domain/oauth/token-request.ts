@@ -12,6 +12,10 @@ export interface TokenRequestOptions {
   readonly refreshToken?: string | undefined;
   /** Set: the authorization-code grant instead of the connector's own (`token-vendor connect`). */
   readonly authorizationCode?: AuthorizationCodeGrant | undefined;
+  /** The signed assertion of the `jwt_bearer` grant. */
+  readonly assertion?: string | undefined;
+  /** The signed client assertion, for `private_key_jwt`. */
+  readonly clientAssertion?: string | undefined;
 }
 
 /** The code exchange of RFC 6749 §4.1.3 with the PKCE verifier of RFC 7636 §4.5. */
@@ -20,6 +24,13 @@ export interface AuthorizationCodeGrant {
   readonly codeVerifier: string;
   readonly redirectUri: string;
 }
+
+/** @see https://www.rfc-editor.org/rfc/rfc7523#section-2.1 */
+export const JWT_BEARER_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/** The `grant_type` a connector sends: its `customGrantType`, else the grant's registered value. */
+export const grantTypeParameter = (document: ConnectorDocument): string =>
+  document.customGrantType ?? (document.grantType === 'jwt_bearer' ? JWT_BEARER_GRANT_TYPE : document.grantType);
 
 const TEMPLATE = /\{\{(clientId|clientSecret|username|password)\}\}/g;
 
@@ -31,15 +42,14 @@ export function fillCredentialTemplate(template: string, document: ConnectorDocu
 }
 
 /**
- * Builds the token request of the connector's grant (RFC 6749 §4.4.2, §4.3.2, §6), or of the authorization-code
- * grant that obtains its first refresh token (§4.1.3): a form-urlencoded POST that asks for JSON, with the
- * connector's client authentication, headers and request data either way.
+ * Builds the token request of the connector's grant (RFC 6749 §4.4.2, §4.3.2, §6, RFC 7523 §2.1), or of the
+ * authorization-code grant that obtains its first refresh token (§4.1.3): a form-urlencoded POST that asks for JSON,
+ * with the connector's client authentication, headers and request data either way.
  */
 export function buildTokenRequest(document: ConnectorDocument, options: TokenRequestOptions): HttpRequest {
   const { authorizationCode } = options;
   const form = new URLSearchParams({
-    grant_type:
-      authorizationCode === undefined ? (document.customGrantType ?? document.grantType) : 'authorization_code',
+    grant_type: authorizationCode === undefined ? grantTypeParameter(document) : 'authorization_code',
   });
   if (authorizationCode !== undefined) {
     form.set('code', authorizationCode.code);
@@ -50,6 +60,9 @@ export function buildTokenRequest(document: ConnectorDocument, options: TokenReq
     form.set('password', document.password ?? '');
   } else if (document.grantType === 'refresh_token') {
     form.set('refresh_token', options.refreshToken ?? document.refreshToken ?? '');
+  } else if (document.grantType === 'jwt_bearer') {
+    if (options.assertion === undefined) throw new Error('jwt_bearer without a signed assertion');
+    form.set('assertion', options.assertion);
   }
   if (options.scope !== undefined && options.scope !== '') form.set('scope', options.scope);
   for (const [name, value] of Object.entries(document.additionalRequestData ?? {})) {
@@ -67,7 +80,17 @@ export function buildTokenRequest(document: ConnectorDocument, options: TokenReq
   }
   headers['content-type'] = 'application/x-www-form-urlencoded';
   headers.accept = 'application/json';
-  applyClientAuth(options.authMethod, document, headers, form);
+  // Without client authentication the assertion alone identifies the client (RFC 7521 §4.1: client authentication
+  // is optional for an assertion grant), as Salesforce and Google expect: nothing else is sent.
+  const assertionAlone = document.grantType === 'jwt_bearer' && options.authMethod === 'none';
+  if (!assertionAlone) {
+    applyClientAuth(
+      options.authMethod,
+      { clientId: document.clientId, clientSecret: document.clientSecret, clientAssertion: options.clientAssertion },
+      headers,
+      form,
+    );
+  }
 
   return { url: document.tokenUrl, method: 'POST', headers, body: form.toString() };
 }

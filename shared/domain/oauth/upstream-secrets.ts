@@ -7,7 +7,7 @@ const ECHO_RUN = 8;
 
 /**
  * Every value of a connector that must never travel on: the client secret, the password, the refresh token presented,
- * and the header and form values it sends (they may be API keys, and may carry templated secrets).
+ * the private key, and the header and form values it sends (they may be API keys, and may carry templated secrets).
  */
 export function secretsOf(document: ConnectorDocument, refreshToken: string | undefined): string[] {
   return [
@@ -15,6 +15,7 @@ export function secretsOf(document: ConnectorDocument, refreshToken: string | un
     document.password,
     refreshToken,
     document.refreshToken,
+    document.signingKey?.privateKeyPem,
     ...Object.values(document.additionalHeaders ?? {}),
     ...Object.values(document.additionalRequestData ?? {}),
   ].filter((value): value is string => value !== undefined && value.length >= 4);

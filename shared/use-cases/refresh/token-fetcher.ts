@@ -10,6 +10,7 @@ import { profileOf } from '../../domain/vend-profile.ts';
 import type { Clock } from '../../ports/clock.ts';
 import type { ConnectorSource } from '../../ports/connector-store.ts';
 import type { HttpClient } from '../../ports/http.ts';
+import type { KmsSigner } from '../../ports/kms-signer.ts';
 import type { Log } from '../../ports/log.ts';
 import type { ConnectorState, ConnectorStateTable, Lease, TokenCache } from '../../ports/token-table.ts';
 import type { Tracing } from '../../ports/tracing.ts';
@@ -38,6 +39,8 @@ export interface FetcherDeps {
   readonly source: ConnectorSource;
   readonly store: TokenCache & ConnectorStateTable;
   readonly http: HttpClient;
+  /** Signs assertions of connectors whose `signingKey` is a KMS key. */
+  readonly kms?: KmsSigner | undefined;
   readonly clock: Clock;
   readonly log: Log;
   readonly settings: FetcherSettings;
@@ -200,6 +203,7 @@ export class TokenFetcher {
         requestToken(
           {
             http: this.#deps.http,
+            kms: this.#deps.kms,
             clock,
             attemptTimeoutMs: settings.attemptTimeoutMs,
             maxAttempts: settings.maxAttempts,
