@@ -43,13 +43,13 @@ export const BENCH_CALLER = {
   arn: 'arn:aws:sts::111122223333:assumed-role/bench/load',
 } as const;
 
-export const BENCH_CLIENT: OidcClient = {
+export const BENCH_CLIENT = {
   client_id: 'bench',
   client_secret: 'bench-client-secret',
   token_endpoint_auth_method: 'client_secret_basic',
   grant_types: ['client_credentials'],
   scope: 'read',
-};
+} as const satisfies OidcClient;
 
 /** A client-credentials connector document against `tokenUrl`, allowed to the harness caller and the bench caller. */
 export function benchConnector(tokenUrl: string): object {

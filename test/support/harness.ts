@@ -14,6 +14,7 @@ import type { ConnectorRef, Family } from '../../shared/core/identifiers.ts';
 import type { VendResponse } from '../../shared/core/vend-response.ts';
 import type { ConnectorSource, ReplaceCheck } from '../../shared/ports/connector-store.ts';
 import type { HttpClient } from '../../shared/ports/http.ts';
+import type { KmsSigner } from '../../shared/ports/kms-signer.ts';
 import type { Log } from '../../shared/ports/log.ts';
 import type { MetricName, MetricsSink } from '../../shared/ports/metrics.ts';
 import type { TokenSealer } from '../../shared/ports/token-sealer.ts';
@@ -124,6 +125,7 @@ export interface VendorOverrides {
   readonly source?: ConnectorSource;
   readonly store?: TokenStore;
   readonly metrics?: MetricsSink;
+  readonly kms?: KmsSigner;
 }
 
 export interface Vendor {
@@ -174,6 +176,7 @@ export async function startHarness(): Promise<Harness> {
         ...(overrides.now === undefined ? {} : { now: overrides.now }),
         ...(overrides.source === undefined ? {} : { source: overrides.source }),
         ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
+        ...(overrides.kms === undefined ? {} : { kms: overrides.kms }),
       });
       return {
         deps,

@@ -1,19 +1,38 @@
+import type { KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Provider from 'oidc-provider';
+import { decodeJwt, type JWK, type JWTPayload, jwtVerify } from 'jose';
+import Provider, { errors } from 'oidc-provider';
 
-export interface OidcClient {
+/** RFC 7523 §2.1. */
+export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+export type OidcClient = {
   readonly client_id: string;
-  readonly client_secret: string;
-  readonly token_endpoint_auth_method: 'client_secret_basic' | 'client_secret_post';
-  readonly grant_types: readonly ('client_credentials' | 'refresh_token' | 'authorization_code')[];
+  readonly grant_types: readonly (
+    | 'client_credentials'
+    | 'refresh_token'
+    | 'authorization_code'
+    | 'password'
+    | typeof JWT_BEARER
+  )[];
   readonly scope?: string;
   /**
    * For `authorization_code` clients: registered as a native app (RFC 8252 §7.3), so that a loopback redirect URI
    * matches on any port. @default ['http://127.0.0.1/callback']
    */
   readonly redirect_uris?: readonly string[];
-}
+} & (
+  | {
+      readonly client_secret: string;
+      readonly token_endpoint_auth_method: 'client_secret_basic' | 'client_secret_post';
+    }
+  | {
+      /** RFC 7523 §2.2: the client proves itself with an assertion signed by a key of `jwks`. */
+      readonly token_endpoint_auth_method: 'private_key_jwt';
+      readonly jwks: { readonly keys: readonly JWK[] };
+    }
+);
 
 export interface OidcServerOptions {
   readonly clients: readonly OidcClient[];
@@ -39,6 +58,10 @@ export interface OidcServerOptions {
    * authorization endpoint. @default false
    */
   readonly interactions?: boolean;
+  /** Users of the password grant (registered as a custom grant: oidc-provider has none). */
+  readonly users?: Readonly<Record<string, string>>;
+  /** Keys that verify JWT bearer assertions (RFC 7523 §2.1, a custom grant), by the assertion's `iss`. */
+  readonly assertionIssuers?: Readonly<Record<string, KeyObject>>;
 }
 
 /**
@@ -84,6 +107,8 @@ export interface OidcServer {
   droppedRequests(): number;
   /** Every refresh_token the server put in a successful token answer, in order, whether or not the answer arrived. */
   issuedRefreshTokens(): string[];
+  /** The claims of every JWT bearer assertion the server accepted, in order. */
+  acceptedAssertions(): JWTPayload[];
   close(): Promise<void>;
 }
 
@@ -109,22 +134,25 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
   const issuer = `http://127.0.0.1:${port}`;
 
   const provider = new Provider(issuer, {
-    clients: options.clients.map(({ redirect_uris, ...client }) =>
-      client.grant_types.includes('authorization_code')
+    clients: options.clients.map(({ redirect_uris, ...client }) => {
+      const registered = {
+        ...client,
+        ...('jwks' in client ? { jwks: { keys: [...client.jwks.keys] } } : {}),
+        grant_types: [...client.grant_types],
+      };
+      return client.grant_types.includes('authorization_code')
         ? {
-            ...client,
-            grant_types: [...client.grant_types],
+            ...registered,
             application_type: 'native' as const,
             redirect_uris: [...(redirect_uris ?? ['http://127.0.0.1/callback'])],
             response_types: ['code'],
           }
         : {
-            ...client,
-            grant_types: [...client.grant_types],
+            ...registered,
             redirect_uris: client.grant_types.includes('refresh_token') ? ['https://client.example/callback'] : [],
             response_types: [],
-          },
-    ),
+          };
+    }),
     features: {
       clientCredentials: { enabled: true },
       devInteractions: { enabled: options.interactions === true },
@@ -139,6 +167,8 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
     },
     findAccount: async (_ctx: unknown, accountId: string) => ({ accountId, claims: async () => ({ sub: accountId }) }),
   });
+  const accepted: JWTPayload[] = [];
+  registerExtraGrants(provider, options, `${issuer}/token`, accepted);
   // Rotation marks the used token consumed, and a consumed token presented again revokes the grant; not marking it
   // leaves the old token valid next to the new one.
   if (options.strict === false) provider.RefreshToken.prototype.consume = async () => {};
@@ -312,6 +342,7 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
     },
     droppedRequests: () => dropped,
     issuedRefreshTokens: () => [...issued],
+    acceptedAssertions: () => [...accepted],
     close: () =>
       new Promise((resolve) => {
         for (const timer of timers) clearTimeout(timer);
@@ -320,4 +351,75 @@ export async function startOidcServer(options: OidcServerOptions): Promise<OidcS
         server.close(() => resolve());
       }),
   };
+}
+
+/** An access token for a grant oidc-provider has no handler of its own for, in the client credentials' form. */
+async function issueAccessToken(ctx: Parameters<Parameters<Provider['registerGrantType']>[1]>[0], scope?: string) {
+  const token = new ctx.oidc.provider.ClientCredentials({ client: ctx.oidc.client, scope });
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    ...(scope === undefined ? {} : { scope }),
+  };
+}
+
+/**
+ * The password grant and the JWT bearer grant as custom grants: client authentication (secrets or `private_key_jwt`)
+ * is oidc-provider's own, as for its built-in grants. The JWT bearer grant verifies the assertion's signature under
+ * its issuer's key, `aud` (the token URL), `exp`, `iat` and `jti` (never twice).
+ */
+function registerExtraGrants(
+  provider: Provider,
+  options: OidcServerOptions,
+  tokenUrl: string,
+  accepted: JWTPayload[],
+): void {
+  const users = options.users ?? {};
+  provider.registerGrantType(
+    'password',
+    async (ctx) => {
+      const { username, password, scope } = ctx.oidc.params as { username?: string; password?: string; scope?: string };
+      if (username === undefined || users[username] === undefined || users[username] !== password) {
+        throw new errors.InvalidGrant('invalid credentials provided');
+      }
+      await issueAccessToken(ctx, scope);
+    },
+    ['username', 'password', 'scope'],
+  );
+  const issuers = options.assertionIssuers ?? {};
+  const seen = new Set<string>();
+  provider.registerGrantType(
+    JWT_BEARER,
+    async (ctx) => {
+      const { assertion, scope } = ctx.oidc.params as { assertion?: string; scope?: string };
+      if (assertion === undefined) throw new errors.InvalidRequest('missing required parameter: assertion');
+      let issuer: string | undefined;
+      try {
+        issuer = decodeJwt(assertion).iss;
+      } catch {
+        throw new errors.InvalidGrant('the assertion is not a JWT');
+      }
+      const key = issuer === undefined ? undefined : issuers[issuer];
+      if (key === undefined) throw new errors.InvalidGrant('unknown assertion issuer');
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(assertion, key, {
+          audience: tokenUrl,
+          issuer,
+          maxTokenAge: '10 minutes',
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        }));
+      } catch {
+        throw new errors.InvalidGrant('the assertion does not verify');
+      }
+      const jti = `${issuer}:${String(payload.jti)}`;
+      if (seen.has(jti)) throw new errors.InvalidGrant('the assertion was used before');
+      seen.add(jti);
+      accepted.push(payload);
+      await issueAccessToken(ctx, scope);
+    },
+    ['assertion', 'scope'],
+  );
 }
