@@ -269,7 +269,7 @@ describe('Function: parseConnector', () => {
       ['clientId', ''],
       ['clientSecret', ''],
       ['scope', 'read "write"'],
-      ['clientAuthentication', 'private_key_jwt'],
+      ['clientAuthentication', 'client_secret_jwt'],
       ['customGrantType', ''],
       ['headerAuthKey', 'Bad Header'],
       ['headerAuthValuePattern', 'Bearer\r\n{{access_token}}'],
@@ -637,5 +637,86 @@ describe('Function: peekAllowedPrincipals', () => {
 
     // Assess
     expect(principals).toBeUndefined();
+  });
+});
+
+describe('Function: parseConnector — signed assertions (CONTRACT §2)', () => {
+  const jwtBearer = {
+    grantType: 'jwt_bearer',
+    tokenUrl: 'https://login.example.com/services/oauth2/token',
+    clientId: 'connected-app',
+    assertionIssuer: 'connected-app-consumer-key',
+    signingKey: { kmsKeyId: 'alias/token-vendor-salesforce' },
+    allowedPrincipals: [ROLE],
+  };
+
+  it('accepts a jwt_bearer document without a client secret, and every assertion field', () => {
+    // Prepare
+    const document = {
+      ...jwtBearer,
+      signingKey: { privateKeyPem: 'made-up PEM', kid: 'key-2026' },
+      signingAlgorithm: 'ES256',
+      assertionSubject: 'integration@example.com',
+      assertionAudience: 'https://login.salesforce.com',
+      assertionClaims: { scope: 'https://www.googleapis.com/auth/cloud-platform', extra: { nested: [1, true, null] } },
+      scope: 'api',
+    };
+
+    // Act
+    const connector = parse(document, { family: 'jwt-bearer', connectorId: 'sf' });
+
+    // Assess
+    expect(connector.document).toEqual(document);
+  });
+
+  it('accepts private_key_jwt client authentication on any grant, with no client secret', () => {
+    // Prepare
+    const { clientSecret: _omitted, ...withoutSecret } = clientCredentials;
+
+    // Act
+    const connector = parse({
+      ...withoutSecret,
+      clientAuthentication: 'private_key_jwt',
+      signingKey: { kmsKeyId: 'arn:aws:kms:eu-west-1:111122223333:key/0b9d4c3e-2f1a-4e5d-8c7b-6a5f4e3d2c1b' },
+      signingAlgorithm: 'PS256',
+    });
+
+    // Assess
+    expect(connector.document.clientAuthentication).toBe('private_key_jwt');
+  });
+
+  it.each([
+    ['assertionIssuer', { assertionIssuer: undefined }, 'is required'],
+    ['signingKey', { signingKey: undefined }, 'is required'],
+    ['signingKey', { signingKey: {} }, 'exactly one of kmsKeyId and privateKeyPem'],
+    ['signingKey', { signingKey: { kmsKeyId: 'alias/a', privateKeyPem: 'made-up PEM' } }, 'exactly one of'],
+    ['signingKey.keyArn', { signingKey: { keyArn: 'alias/a' } }, 'is not a known field'],
+    ['signingAlgorithm', { signingAlgorithm: 'HS256' }, 'has a value that is not allowed'],
+    ['assertionClaims.aud', { assertionClaims: { aud: 'https://elsewhere.example.com' } }, 'vendor sets itself'],
+    ['assertionClaims.jti', { assertionClaims: { jti: 'fixed' } }, 'vendor sets itself'],
+  ])('names %s (%s)', (field, change, problem) => {
+    // Act
+    const error = misconfiguration({ ...jwtBearer, ...change });
+
+    // Assess
+    expect(error.message).toContain(`"${field}"`);
+    expect(error.message).toContain(problem);
+  });
+
+  it('requires signingKey with private_key_jwt', () => {
+    // Act
+    const error = misconfiguration({ ...clientCredentials, clientAuthentication: 'private_key_jwt' });
+
+    // Assess
+    expect(error.message).toContain('"signingKey"');
+  });
+
+  it('never quotes a private key it refuses', () => {
+    // Act
+    const error = misconfiguration({ ...jwtBearer, signingKey: { privateKeyPem: 42 } });
+
+    // Assess
+    expect(error.message).toContain('"signingKey.privateKeyPem"');
+    expect(error.message).not.toContain('42');
   });
 });

@@ -278,6 +278,80 @@ describe('Function: buildTokenRequest', () => {
   });
 });
 
+describe('Function: buildTokenRequest — signed assertions', () => {
+  const jwtBearer: ConnectorDocument = {
+    grantType: 'jwt_bearer',
+    tokenUrl: TOKEN_URL,
+    clientId: 'jb-client',
+    assertionIssuer: 'jb-issuer',
+    signingKey: { kmsKeyId: 'alias/jb' },
+    scope: 'api refresh_token',
+    allowedPrincipals: ['*'],
+  };
+
+  it('sends the JWT bearer grant with the assertion and the scope alone when no client authentication is set', () => {
+    // Act
+    const request = buildTokenRequest(jwtBearer, { authMethod: 'none', scope: 'api', assertion: 'h.p.s' });
+
+    // Assess
+    expect(formOf(request.body)).toEqual([
+      ['grant_type', 'urn:ietf:params:oauth:grant-type:jwt-bearer'],
+      ['assertion', 'h.p.s'],
+      ['scope', 'api'],
+    ]);
+    expect(request.headers.authorization).toBeUndefined();
+  });
+
+  it('adds client authentication to the JWT bearer grant when the connector has it', () => {
+    // Act
+    const request = buildTokenRequest(
+      { ...jwtBearer, clientSecret: 'jb-secret' },
+      { authMethod: 'basic', scope: undefined, assertion: 'h.p.s' },
+    );
+
+    // Assess
+    expect(formOf(request.body)).toEqual([
+      ['grant_type', 'urn:ietf:params:oauth:grant-type:jwt-bearer'],
+      ['assertion', 'h.p.s'],
+    ]);
+    expect(request.headers.authorization).toMatch(/^Basic /);
+  });
+
+  it('sends customGrantType in place of the JWT bearer URN, the assertion unchanged', () => {
+    // Act
+    const request = buildTokenRequest(
+      { ...jwtBearer, customGrantType: 'jwt-bearer' },
+      { authMethod: 'none', scope: undefined, assertion: 'h.p.s' },
+    );
+
+    // Assess
+    expect(formOf(request.body)).toEqual([
+      ['grant_type', 'jwt-bearer'],
+      ['assertion', 'h.p.s'],
+    ]);
+  });
+
+  it.each([clientCredentials, passwordGrant, refreshGrant, jwtBearer])(
+    'authenticates a $grantType client with private_key_jwt: client assertion, no secret anywhere',
+    (document) => {
+      // Act
+      const request = buildTokenRequest(
+        { ...document, clientAuthentication: 'private_key_jwt', signingKey: { kmsKeyId: 'alias/c' } },
+        { authMethod: 'private_key_jwt', scope: undefined, assertion: 'g.g.g', clientAssertion: 'c.c.c' },
+      );
+
+      // Assess
+      const form = new URLSearchParams(request.body);
+      expect(form.get('client_id')).toBe(document.clientId);
+      expect(form.get('client_assertion_type')).toBe('urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      expect(form.get('client_assertion')).toBe('c.c.c');
+      expect(form.has('client_secret')).toBe(false);
+      expect(request.headers.authorization).toBeUndefined();
+      if (document.clientSecret !== undefined) expect(request.body).not.toContain(document.clientSecret);
+    },
+  );
+});
+
 describe('Function: fillCredentialTemplate', () => {
   it('fills an absent credential with an empty string and leaves unknown placeholders alone', () => {
     // Prepare
