@@ -29,7 +29,10 @@ const document: ConnectorDocument = {
 /** KMS's Sign done by node:crypto: what the port promises (ECDSA in DER, PSS with a 32-byte salt). */
 class InProcessKms implements KmsSigner {
   readonly requests: KmsSignRequest[] = [];
-  constructor(private readonly keys: Readonly<Record<string, KeyObject>>) {}
+  readonly keys: Readonly<Record<string, KeyObject>>;
+  constructor(keys: Readonly<Record<string, KeyObject>>) {
+    this.keys = keys;
+  }
   async sign(request: KmsSignRequest): Promise<Uint8Array> {
     this.requests.push(request);
     const key = this.keys[request.keyId];
