@@ -274,6 +274,15 @@ export class TokenVendorFunction extends Construct {
   }
 
   /**
+   * Lets the function sign with exactly the asymmetric KMS keys `keyArns` (`kms:Sign`, nothing else: the public key
+   * is registered with the token server once, by the operator). Nothing when the list is empty.
+   */
+  public grantSign(keyArns: readonly string[]): void {
+    if (keyArns.length === 0) return;
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['kms:Sign'], resources: [...keyArns] }));
+  }
+
+  /**
    * Lets the function hand work to `target` by invoking it (the vends hand due tokens to the refresher), on that
    * function's unqualified ARN only, and tells the function its name.
    */

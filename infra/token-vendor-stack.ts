@@ -89,6 +89,7 @@ const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
  * | `logLevel` | `DEBUG` \| `INFO` \| `WARN` \| `ERROR` |
  * | `metricsNamespace` | `TokenVendor` |
  * | `alarmTopicArn` | `arn:aws:sns:…` |
+ * | `signingKeyArns` | `arn:aws:kms:…:key/…,arn:aws:kms:…:key/…` |
  */
 export function stackPropsFromContext(node: Node): TokenVendorStackProps {
   const raw = (key: string): unknown => node.tryGetContext(key);
@@ -121,6 +122,7 @@ export function stackPropsFromContext(node: Node): TokenVendorStackProps {
 
   const vendor: NonNullable<TokenVendorStackProps['vendor']> = {
     trustedAccountIds: list('trustedAccountIds'),
+    signingKeyArns: list('signingKeyArns'),
     organizationId: text('organizationId'),
     secretPrefix: text('secretPrefix'),
     rotationSchedule: rotationSchedule(text('rotationSchedule')),

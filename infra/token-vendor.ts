@@ -174,7 +174,7 @@ export interface TokenVendorProps {
   readonly vpcSubnets?: ec2.SubnetSelection;
   /**
    * Security groups of the functions in `vpc`.
-   * @default - one group for all four functions, all outbound traffic allowed (see `connections`)
+   * @default - one group for all the functions, all outbound traffic allowed (see `connections`)
    */
   readonly securityGroups?: readonly ec2.ISecurityGroup[];
   /**
@@ -205,6 +205,15 @@ export interface TokenVendorProps {
    * @default - a new key, rotated yearly
    */
   readonly tokenKey?: kms.IKey;
+  /**
+   * ARNs of the asymmetric KMS keys (`SIGN_VERIFY`) that connectors name in `signingKey.kmsKeyId` to sign JWT
+   * bearer assertions and `private_key_jwt` client assertions. Every vending function and the scheduled one may call
+   * `kms:Sign` on exactly these keys, and on no other; the private keys never leave KMS. A connector may name a key
+   * by ID, ARN or alias, but the key must be one of these. Key ARNs, not alias ARNs: IAM authorizes `kms:Sign` on the
+   * key.
+   * @default - none: connectors can sign only with a `privateKeyPem`
+   */
+  readonly signingKeyArns?: readonly string[];
 }
 
 /** Refused construct props; the message names the prop. */
@@ -218,6 +227,7 @@ export class TokenVendorPropsError extends Error {
 const DEFAULTS = {
   secretPrefix: DEFAULT_SECRET_PREFIX,
   trustedAccountIds: [] as readonly string[],
+  signingKeyArns: [] as readonly string[],
   rotationSchedule: Duration.minutes(1),
   logRetention: logs.RetentionDays.ONE_MONTH,
   removalPolicy: RemovalPolicy.RETAIN,
@@ -232,6 +242,8 @@ const DEFAULTS = {
 export const STAGE_NAME = 'v1';
 export const ACCOUNT_ID = /^\d{12}$/;
 export const ORGANIZATION_ID = /^o-[a-z0-9]{10,32}$/;
+/** A KMS key ARN (not an alias ARN: IAM authorizes `kms:Sign` on the key itself). */
+export const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 const LOG_LEVELS: readonly string[] = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
 const FAMILY_NAMES = Object.keys(FAMILIES) as Family[];
 
@@ -313,6 +325,7 @@ function resolveProps(props: TokenVendorProps): Resolved {
     ...DEFAULTS,
     ...given,
     trustedAccountIds: [...new Set(props.trustedAccountIds ?? DEFAULTS.trustedAccountIds)],
+    signingKeyArns: [...new Set(props.signingKeyArns ?? DEFAULTS.signingKeyArns)],
     throttling: {
       rateLimit: props.throttling?.rateLimit ?? DEFAULTS.throttling.rateLimit,
       burstLimit: props.throttling?.burstLimit ?? DEFAULTS.throttling.burstLimit,
@@ -326,6 +339,11 @@ function resolveProps(props: TokenVendorProps): Resolved {
   for (const accountId of resolved.trustedAccountIds) {
     if (!ACCOUNT_ID.test(accountId)) {
       throw new TokenVendorPropsError(`trustedAccountIds: "${accountId}" is not a 12-digit AWS account ID`);
+    }
+  }
+  for (const keyArn of resolved.signingKeyArns) {
+    if (!KMS_KEY_ARN.test(keyArn)) {
+      throw new TokenVendorPropsError(`signingKeyArns: "${keyArn}" is not a KMS key ARN (arn:…:kms:…:key/…)`);
     }
   }
   if (resolved.organizationId !== undefined && !ORGANIZATION_ID.test(resolved.organizationId)) {
@@ -359,7 +377,8 @@ function resolveProps(props: TokenVendorProps): Resolved {
  * The OAuth 2.0 token vendor: one Lambda function per grant family behind an IAM-authorized REST API that other
  * accounts may call, a scheduled function that keeps refresh-token and `prewarm` connectors fresh, the token
  * table, and alarms. Every role may do only what its function does: read its own family's secrets, write
- * refresh-token secrets (the refresh-token and scheduled functions only), and use the token table.
+ * refresh-token secrets (the refresh-token and scheduled functions only), use the token table, and sign with the
+ * KMS keys named in `signingKeyArns`.
  *
  * Routes, all `AWS_IAM`: `GET /tokens/<family>/{connectorId}` and `POST /tokens/<family>/{connectorId}/refresh`,
  * so that an identity policy can allow `execute-api:Invoke` on one connector's paths.
@@ -500,6 +519,7 @@ export class TokenVendor extends Construct {
     this.rotateFunction.grantListSecrets();
     for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
     this.rotateFunction.grantWriteSecrets(familyPrefix('refresh-token'), config.kmsKey);
+    this.rotateFunction.grantSign(config.signingKeyArns);
 
     const functions = {} as Record<Family, TokenVendorFunction>;
     for (const family of FAMILY_NAMES) {
@@ -515,6 +535,8 @@ export class TokenVendor extends Construct {
       fn.grantReadSecrets(familyPrefix(family), config.kmsKey);
       // Only a refresh-token connector changes: the server may rotate its refresh token.
       if (family === 'refresh-token') fn.grantWriteSecrets(familyPrefix(family), config.kmsKey);
+      // private_key_jwt serves every family, so every family may sign; the JWT bearer family always signs.
+      fn.grantSign(config.signingKeyArns);
       // A token past its refresh point is refreshed by an asynchronous invocation of the rotate function, so no
       // caller waits on the token server and nothing runs on in a container after its response.
       fn.grantInvoke(this.rotateFunction, ENV.refreshFunction);

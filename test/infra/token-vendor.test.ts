@@ -90,11 +90,11 @@ describe('Construct: TokenVendor', () => {
   describe('Functions', () => {
     it('runs one function per grant family and the scheduled one, on Node.js 24 and arm64', () => {
       // Assess
-      defaults.template.resourceCountIs('AWS::Lambda::Function', 4);
+      defaults.template.resourceCountIs('AWS::Lambda::Function', FAMILY_NAMES.length + 1);
       defaults.template.resourcePropertiesCountIs(
         'AWS::Lambda::Function',
         { Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler' },
-        4,
+        FAMILY_NAMES.length + 1,
       );
       for (const family of FAMILY_NAMES) {
         defaults.template.hasResourceProperties('AWS::Lambda::Function', {
@@ -145,7 +145,9 @@ describe('Construct: TokenVendor', () => {
           ];
         expect(fn?.Properties.Environment.Variables.TOKEN_VENDOR_REFRESH_FUNCTION).toEqual(rotate);
       }
-      expect(configs.filter(({ variables }) => variables.TOKEN_VENDOR_REFRESH_FUNCTION !== undefined)).toHaveLength(3);
+      expect(configs.filter(({ variables }) => variables.TOKEN_VENDOR_REFRESH_FUNCTION !== undefined)).toHaveLength(
+        FAMILY_NAMES.length,
+      );
     });
 
     it('gives every function its own log group with the retention asked for', () => {
@@ -153,11 +155,11 @@ describe('Construct: TokenVendor', () => {
       const { template } = synthesize({ logRetention: logs.RetentionDays.ONE_WEEK });
 
       // Assess
-      template.resourceCountIs('AWS::Logs::LogGroup', 5);
-      template.resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 7 }, 5);
+      template.resourceCountIs('AWS::Logs::LogGroup', FAMILY_NAMES.length + 2);
+      template.resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 7 }, FAMILY_NAMES.length + 2);
       const functions = Object.values(template.findResources('AWS::Lambda::Function'));
       const groups = new Set(functions.map((fn) => JSON.stringify(fn.Properties.LoggingConfig.LogGroup)));
-      expect(groups.size).toBe(4);
+      expect(groups.size).toBe(FAMILY_NAMES.length + 1);
     });
 
     it('lets Lambda pass the Powertools log level through', () => {
@@ -171,7 +173,7 @@ describe('Construct: TokenVendor', () => {
           LoggingConfig: Match.objectLike({ ApplicationLogLevel: 'DEBUG' }),
           Environment: { Variables: Match.objectLike({ POWERTOOLS_LOG_LEVEL: 'DEBUG' }) },
         },
-        4,
+        FAMILY_NAMES.length + 1,
       );
     });
   });
@@ -236,7 +238,7 @@ describe('Construct: TokenVendor', () => {
             'method.request.querystring.minTtl': false,
           },
         },
-        8,
+        2 * (FAMILY_NAMES.length + 1),
       );
     });
 
@@ -340,7 +342,7 @@ describe('Construct: TokenVendor', () => {
         (permission) => permission.Properties.Principal === 'apigateway.amazonaws.com',
       );
       const others = permissions.filter((permission) => permission.Properties.Principal !== 'apigateway.amazonaws.com');
-      expect(fromApi).toHaveLength(6);
+      expect(fromApi).toHaveLength(2 * FAMILY_NAMES.length);
       for (const permission of fromApi) {
         expect(flattenCfn(permission.Properties.SourceArn)).toMatch(/\/<[A-Za-z0-9]+>\/(GET|POST)\/tokens\//);
       }
@@ -521,7 +523,7 @@ describe('Construct: TokenVendor', () => {
       }
     });
 
-    it('lets the scheduled function list secrets, read all three families and write refresh-token ones', () => {
+    it('lets the scheduled function list secrets, read every family and write refresh-token ones', () => {
       // Prepare
       const fn = defaults.vendor.rotateFunction;
 
@@ -586,7 +588,7 @@ describe('Construct: TokenVendor', () => {
       synthesized.template.resourcePropertiesCountIs(
         'AWS::Lambda::Function',
         { Environment: { Variables: Match.objectLike({ TOKEN_VENDOR_SECRET_PREFIX: 'vendor/prod' }) } },
-        4,
+        FAMILY_NAMES.length + 1,
       );
     });
 
@@ -600,6 +602,46 @@ describe('Construct: TokenVendor', () => {
       expect(statements.flatMap((statement) => asArray(statement.Action)).filter((a) => a.startsWith('kms:'))).toEqual(
         [],
       );
+    });
+
+    describe('with signing keys (signingKeyArns)', () => {
+      const SIGNING_KEYS = [
+        'arn:aws:kms:eu-west-1:123456789012:key/0b9d4c3e-2f1a-4e5d-8c7b-6a5f4e3d2c1b',
+        'arn:aws:kms:eu-west-1:123456789012:key/7e6d5c4b-3a29-4817-a6f5-e4d3c2b1a098',
+      ];
+      const signing = synthesize({ signingKeyArns: SIGNING_KEYS });
+
+      it('lets every family function and the scheduled one call kms:Sign on exactly those keys, and nothing else of KMS', () => {
+        for (const fn of [...Object.values(signing.vendor.functions), signing.vendor.rotateFunction]) {
+          // Act
+          const kmsGrants = Object.entries(grantsOf(signing, fn.role)).filter(([action]) => action.startsWith('kms:'));
+
+          // Assess
+          expect(kmsGrants).toEqual([['kms:Sign', [...SIGNING_KEYS].sort()]]);
+        }
+      });
+
+      it('grants kms:Sign nowhere without signing keys', () => {
+        // Act
+        const actions = Object.values(defaults.template.findResources('AWS::IAM::Policy')).flatMap((policy) =>
+          (policy.Properties.PolicyDocument.Statement as Statement[]).flatMap((statement) => asArray(statement.Action)),
+        );
+
+        // Assess
+        expect(actions).not.toContain('kms:Sign');
+      });
+
+      it.each([
+        ['an alias ARN', 'arn:aws:kms:eu-west-1:123456789012:alias/signing'],
+        ['a key ID', '0b9d4c3e-2f1a-4e5d-8c7b-6a5f4e3d2c1b'],
+        ['a wildcard', 'arn:aws:kms:eu-west-1:123456789012:key/*'],
+      ])('refuses %s, naming the prop', (_name, keyArn) => {
+        // Prepare
+        const stack = new Stack(new App({ context: SKIP_BUNDLING }), 'Test');
+
+        // Act & Assess
+        expect(() => new TokenVendor(stack, 'TokenVendor', { signingKeyArns: [keyArn] })).toThrow(/signingKeyArns/);
+      });
     });
 
     describe('with a customer-managed key', () => {
@@ -930,7 +972,7 @@ describe('Construct: TokenVendor', () => {
             }),
           },
         },
-        4,
+        FAMILY_NAMES.length + 1,
       );
     });
   });
@@ -1210,12 +1252,14 @@ describe('Function: stackPropsFromContext', () => {
       tracing: 'true',
       logLevel: 'debug',
       kmsKeyArn: KEY_ARN,
+      signingKeyArns: `${KEY_ARN},${KEY_ARN.replace('1234abcd', '5678abcd')}`,
     });
 
     // Assess
     expect(props).toMatchObject({
       vendor: {
         trustedAccountIds: ['111111111111', '222222222222'],
+        signingKeyArns: [KEY_ARN, KEY_ARN.replace('1234abcd', '5678abcd')],
         organizationId: 'o-a1b2c3d4e5',
         secretPrefix: 'vendor',
         logRetention: logs.RetentionDays.THREE_MONTHS,
@@ -1330,9 +1374,9 @@ describe('App: cdk-nag AwsSolutions', () => {
       Resources: Record<string, { Type: string; Properties: { Code?: { S3Key?: unknown } } }>;
     };
     const functions = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function');
-    expect(functions).toHaveLength(4);
+    expect(functions).toHaveLength(FAMILY_NAMES.length + 1);
     const assets = readdirSync(outdir).filter((name) => name.startsWith('asset.'));
-    expect(assets).toHaveLength(4);
+    expect(assets).toHaveLength(FAMILY_NAMES.length + 1);
     for (const asset of assets) {
       const bundle = readFileSync(join(outdir, asset, 'index.mjs'), 'utf8');
       expect(bundle.startsWith("import { createRequire } from 'module'; const require = createRequire(")).toBe(true);
