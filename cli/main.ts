@@ -189,7 +189,7 @@ function topHelp(): string {
     'Commands:',
     column(COMMANDS.map((command) => [command.name, command.summary])),
     '',
-    `Families: client-credentials, password, refresh-token. A connector is <family>/<connectorId>.`,
+    `Families: client-credentials, password, refresh-token, jwt-bearer. A connector is <family>/<connectorId>.`,
     "Run 'token-vendor <command> --help' for a command's options; 'token-vendor --version' for the version.",
     'Exit codes: 0 done, 1 the command failed (refused, invalid, unreachable), 2 wrong usage.',
     '',

@@ -13,16 +13,14 @@ import OAuth2Server, {
   type User,
 } from '@node-oauth/oauth2-server';
 import { decodeJwt, type JWTPayload, jwtVerify } from 'jose';
+import { JWT_BEARER_GRANT_TYPE } from '../shared/core/identifiers.ts';
 import { listen } from './api-gateway.ts';
-
-/** RFC 7523 §2.1. */
-export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 export interface DemoClient {
   readonly id: string;
   /** Absent: the client needs no secret for the JWT bearer grant (its assertion identifies it). */
   readonly secret?: string;
-  readonly grants: readonly ('client_credentials' | 'password' | 'refresh_token' | typeof JWT_BEARER)[];
+  readonly grants: readonly ('client_credentials' | 'password' | 'refresh_token' | typeof JWT_BEARER_GRANT_TYPE)[];
 }
 
 /** Who may sign JWT bearer assertions, and the public key that verifies them. */
@@ -176,14 +174,14 @@ export async function startDemoAuthServer(options: DemoAuthServerOptions): Promi
       password: true,
       refresh_token: true,
       client_credentials: true,
-      [JWT_BEARER]: false,
+      [JWT_BEARER_GRANT_TYPE]: false,
     },
-    extendedGrantTypes: { [JWT_BEARER]: JwtBearerGrant },
+    extendedGrantTypes: { [JWT_BEARER_GRANT_TYPE]: JwtBearerGrant },
   });
 
   /** Without client credentials, the assertion's issuer names the client, as Salesforce and Google do it. */
   const clientOfAssertion = (body: Record<string, string>): string | undefined => {
-    if (body.grant_type !== JWT_BEARER || body.client_id !== undefined || body.assertion === undefined)
+    if (body.grant_type !== JWT_BEARER_GRANT_TYPE || body.client_id !== undefined || body.assertion === undefined)
       return undefined;
     const issuer = issuerOf(body.assertion);
     return issuer === undefined ? undefined : issuers[issuer]?.clientId;

@@ -7,9 +7,10 @@ import { z } from 'zod';
 import { rotateFunction, tokenFunction } from '../functions/lambda/entry.ts';
 import { EncryptionSdkSealer } from '../shared/adapters/encryption-sdk-sealer.ts';
 import type { Family } from '../shared/core/identifiers.ts';
+import { JWT_BEARER_GRANT_TYPE } from '../shared/core/identifiers.ts';
 import { DEFAULT_CONNECTORS_DIR } from '../shared/core/settings.ts';
 import { createApiGateway, listen, type ProxyHandler } from './api-gateway.ts';
-import { type DemoAuthServer, JWT_BEARER, startDemoAuthServer } from './demo-auth-server.ts';
+import { type DemoAuthServer, startDemoAuthServer } from './demo-auth-server.ts';
 import { ensureTable, startEmbeddedDynamoDB } from './dynamodb.ts';
 import { claimStateDir, type StateClaim } from './instance.ts';
 import { FunctionPool, startInvokeApi } from './lambda-runtime.ts';
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
     demo = await startDemoAuthServer({
       clients: [
         { id: 'demo-client', secret: 'demo-secret', grants: ['client_credentials', 'password', 'refresh_token'] },
-        { id: 'demo-jwt-client', grants: [JWT_BEARER] },
+        { id: 'demo-jwt-client', grants: [JWT_BEARER_GRANT_TYPE] },
       ],
       users: { 'demo-user': 'demo-password' },
       assertionIssuers: { [DEMO_ISSUER]: { clientId: 'demo-jwt-client', publicKey: signingKey.publicKey } },

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CONTRACT_ERROR_CODES } from '../client/errors.ts';
 import { type ErrorCode, VendorError } from '../shared/core/errors.ts';
-import { CONNECTOR_ID, FAMILIES, type Family } from '../shared/core/identifiers.ts';
+import { CONNECTOR_ID, FAMILIES, type Family, grantTypeParameter } from '../shared/core/identifiers.ts';
 import { connectorSchema } from '../shared/domain/connector.ts';
 import { errorSchema, gatewayErrorSchema, tokenSchema } from './schemas.ts';
 
@@ -138,7 +138,7 @@ function operation(family: Family, forced: boolean): Json {
       ? 'For a caller whose downstream call was refused with 401. Discards the cached token and returns a new one; ' +
         'if the new fetch fails, the discarded token is not served again. At most one forced refresh per connector ' +
         'every `TOKEN_VENDOR_FORCED_REFRESH_SECONDS` (default 5); sooner gets `429` with `Retry-After`.'
-      : `A cached token when one is valid for \`minTtl\`, else one fetched with grant_type=${FAMILIES[family]} ` +
+      : `A cached token when one is valid for \`minTtl\`, else one fetched with grant_type=${grantTypeParameter(FAMILIES[family])} ` +
         '(one request across all containers). While the token server is unavailable, a still-valid token is ' +
         'served even below `minTtl`.',
     parameters: [ref('parameters', 'connectorId'), ref('parameters', 'scope'), ref('parameters', 'minTtl')],

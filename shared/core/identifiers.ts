@@ -14,6 +14,13 @@ export const FAMILIES = {
 export type Family = keyof typeof FAMILIES;
 export type GrantType = (typeof FAMILIES)[Family];
 
+/** @see https://www.rfc-editor.org/rfc/rfc7523#section-2.1 */
+export const JWT_BEARER_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/** The `grant_type` a grant sends (CONTRACT §1); `customGrantType` replaces it. */
+export const grantTypeParameter = (grantType: GrantType): string =>
+  grantType === 'jwt_bearer' ? JWT_BEARER_GRANT_TYPE : grantType;
+
 export const CONNECTOR_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function isFamily(value: string): value is Family {

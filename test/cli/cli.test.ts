@@ -281,7 +281,7 @@ describe('CLI: token-vendor', () => {
       expect(runs.map((run) => run.code)).toEqual([2, 2, 2, 2, 2]);
       expect(runs.map((run) => run.stderr.split('\n')[0])).toEqual([
         'token-vendor connectors put: missing --file <document.json>',
-        'token-vendor connectors put: unknown family "implicit": one of client-credentials, password, refresh-token',
+        'token-vendor connectors put: unknown family "implicit": one of client-credentials, password, refresh-token, jwt-bearer',
         'token-vendor connectors put: expected <family>/<connectorId> (e.g. client-credentials/crm), got "client-credentials/../x"',
         'token-vendor connectors put: --dir and --prefix exclude each other',
         'token-vendor connectors list: say where the connectors are: --dir <folder> (local mode) or --prefix <secret prefix> (AWS, e.g. token-vendor)',

@@ -4,11 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoAuthServer, startDemoAuthServer } from '../../local/demo-auth-server.ts';
 import { createKmsClient } from '../../shared/adapters/aws-clients.ts';
 import { KmsSignerAdapter } from '../../shared/adapters/kms-signer.ts';
-import type { Family } from '../../shared/core/identifiers.ts';
+import { type Family, JWT_BEARER_GRANT_TYPE } from '../../shared/core/identifiers.ts';
 import { grantAssertionClaims, signJwt } from '../../shared/domain/oauth/assertion.ts';
 import { CALLER_ROLE, CapturedLog, type Harness, startHarness } from '../support/harness.ts';
 import { type KmsServer, startKmsServer } from '../support/kms-server.ts';
-import { JWT_BEARER, type OidcServer, startOidcServer } from '../support/oidc.ts';
+import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 const KEYS = 'arn:aws:kms:eu-west-1:444455556666:key';
 const EC_ARN = `${KEYS}/3f1e2d3c-4b5a-4697-8877-665544332211`;
@@ -55,13 +55,13 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
     kms.addAlias('alias/vendor-ec', EC_ARN);
     const privateKeyJwt = (
       client_id: string,
-      grant: (typeof JWT_BEARER | 'client_credentials')[] | string[],
+      grant: (typeof JWT_BEARER_GRANT_TYPE | 'client_credentials')[] | string[],
       keys: KeyObject[],
     ) => ({
       client_id,
       token_endpoint_auth_method: 'private_key_jwt' as const,
       jwks: { keys: keys.map(jwkOf) },
-      grant_types: grant as ('client_credentials' | 'refresh_token' | 'password' | typeof JWT_BEARER)[],
+      grant_types: grant as ('client_credentials' | 'refresh_token' | 'password' | typeof JWT_BEARER_GRANT_TYPE)[],
       scope: 'openid offline_access read write',
     });
     oidc = await startOidcServer({
@@ -69,7 +69,7 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
         privateKeyJwt('pkj-client-credentials', ['client_credentials'], [ecPublic]),
         privateKeyJwt('pkj-password', ['password'], [ecPublic]),
         privateKeyJwt('pkj-refresh-token', ['refresh_token'], [ecPublic]),
-        privateKeyJwt('pkj-jwt-bearer', [JWT_BEARER], [ecPublic]),
+        privateKeyJwt('pkj-jwt-bearer', [JWT_BEARER_GRANT_TYPE], [ecPublic]),
         privateKeyJwt('pkj-pem', ['client_credentials'], [pem.publicKey]),
         privateKeyJwt('pkj-pss', ['client_credentials'], [rsaPublic]),
       ],
@@ -77,7 +77,7 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
       assertionIssuers: { 'pkj-jwt-bearer-issuer': ecPublic },
     });
     salesforce = await startDemoAuthServer({
-      clients: [{ id: 'connected-app', grants: [JWT_BEARER] }],
+      clients: [{ id: 'connected-app', grants: [JWT_BEARER_GRANT_TYPE] }],
       assertionIssuers: { 'consumer-key': { clientId: 'connected-app', publicKey: rsaPublic } },
       accessTokenLifetime: 900,
     });
@@ -276,7 +276,7 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
         fetch(salesforce.tokenUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ grant_type: JWT_BEARER, assertion: jwt }),
+          body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT_TYPE, assertion: jwt }),
         }).then(async (response) => ({ status: response.status, body: (await response.json()) as { error?: string } }));
 
       // Act

@@ -3,9 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { decodeJwt, type JWK, type JWTPayload, jwtVerify } from 'jose';
 import Provider, { errors } from 'oidc-provider';
-
-/** RFC 7523 §2.1. */
-export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+import { JWT_BEARER_GRANT_TYPE } from '../../shared/core/identifiers.ts';
 
 export type OidcClient = {
   readonly client_id: string;
@@ -14,7 +12,7 @@ export type OidcClient = {
     | 'refresh_token'
     | 'authorization_code'
     | 'password'
-    | typeof JWT_BEARER
+    | typeof JWT_BEARER_GRANT_TYPE
   )[];
   readonly scope?: string;
   /**
@@ -391,7 +389,7 @@ function registerExtraGrants(
   const issuers = options.assertionIssuers ?? {};
   const seen = new Set<string>();
   provider.registerGrantType(
-    JWT_BEARER,
+    JWT_BEARER_GRANT_TYPE,
     async (ctx) => {
       const { assertion, scope } = ctx.oidc.params as { assertion?: string; scope?: string };
       if (assertion === undefined) throw new errors.InvalidRequest('missing required parameter: assertion');

@@ -1,4 +1,5 @@
 import { misconfigured } from '../../core/errors.ts';
+import { grantTypeParameter } from '../../core/identifiers.ts';
 import type { HttpRequest } from '../../ports/http.ts';
 import { type ConnectorDocument, FIELD_VALUE } from '../connector.ts';
 import { applyClientAuth, type ClientAuthMethod } from './client-auth.ts';
@@ -25,13 +26,6 @@ export interface AuthorizationCodeGrant {
   readonly redirectUri: string;
 }
 
-/** @see https://www.rfc-editor.org/rfc/rfc7523#section-2.1 */
-export const JWT_BEARER_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
-
-/** The `grant_type` a connector sends: its `customGrantType`, else the grant's registered value. */
-export const grantTypeParameter = (document: ConnectorDocument): string =>
-  document.customGrantType ?? (document.grantType === 'jwt_bearer' ? JWT_BEARER_GRANT_TYPE : document.grantType);
-
 const TEMPLATE = /\{\{(clientId|clientSecret|username|password)\}\}/g;
 
 /** Fills `{{clientId}}`, `{{clientSecret}}`, `{{username}}`, `{{password}}` (CONTRACT §2). */
@@ -49,7 +43,10 @@ export function fillCredentialTemplate(template: string, document: ConnectorDocu
 export function buildTokenRequest(document: ConnectorDocument, options: TokenRequestOptions): HttpRequest {
   const { authorizationCode } = options;
   const form = new URLSearchParams({
-    grant_type: authorizationCode === undefined ? grantTypeParameter(document) : 'authorization_code',
+    grant_type:
+      authorizationCode === undefined
+        ? (document.customGrantType ?? grantTypeParameter(document.grantType))
+        : 'authorization_code',
   });
   if (authorizationCode !== undefined) {
     form.set('code', authorizationCode.code);
