@@ -8,6 +8,7 @@ import { hotConnector } from './scenarios/hot-connector.ts';
 import { lambdaSemantics } from './scenarios/lambda-semantics.ts';
 import { noVendor } from './scenarios/no-vendor.ts';
 import { scale } from './scenarios/scale.ts';
+import { signedAssertions } from './scenarios/signed-assertions.ts';
 import { stampede } from './scenarios/stampede.ts';
 import { steadyState } from './scenarios/steady-state.ts';
 import { throughput } from './scenarios/throughput.ts';
@@ -28,6 +29,7 @@ const SCENARIOS: readonly { id: number; name: string; run: Scenario }[] = [
   { id: 9, name: 'tokens at rest', run: tokensAtRest },
   { id: 10, name: 'scale: 10,000 connectors, 50,000 vends/s', run: scale },
   { id: 11, name: 'a 300 MB token answer', run: bigAnswer },
+  { id: 12, name: 'signed assertions', run: signedAssertions },
 ];
 
 /** `npm run bench` runs everything; `npm run bench -- --only=1,4 --repetitions=3` is for working on one scenario. */
