@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { VendorError } from '../../shared/core/errors.ts';
 import type { ConnectorDocument } from '../../shared/domain/connector.ts';
-import { authAttempts, requestToken, type TokenClientDeps } from '../../shared/domain/oauth/token-client.ts';
+import {
+  authAttempts,
+  neverSent,
+  outcomeUnknown,
+  requestToken,
+  type TokenClientDeps,
+} from '../../shared/domain/oauth/token-client.ts';
 import type { HttpClient, HttpRequest, HttpResponse } from '../../shared/ports/http.ts';
+import type { KmsSigner } from '../../shared/ports/kms-signer.ts';
 
 const confidential: ConnectorDocument = {
   grantType: 'client_credentials',
@@ -99,6 +106,39 @@ describe('Function: requestToken', () => {
     return Object.assign(value, { sleeps });
   }
   const usedBody = (request: HttpRequest | undefined) => new URLSearchParams(request?.body).has('client_secret');
+
+  it('presents no refresh token when KMS cannot sign the client assertion, and says the server saw nothing', async () => {
+    // Prepare
+    const { http, requests } = scripted(json(200, { access_token: 'at', refresh_token: 'rt-2' }));
+    let signs = 0;
+    const kms: KmsSigner = {
+      sign: async () => {
+        signs += 1;
+        throw new VendorError('upstream_unavailable', 'KMS could not sign the assertion (throttled or unavailable).');
+      },
+    };
+    const document: ConnectorDocument = {
+      ...confidential,
+      grantType: 'refresh_token',
+      refreshToken: 'rt-1',
+      clientAuthentication: 'private_key_jwt',
+      signingKey: { kmsKeyId: 'alias/k' },
+    };
+
+    // Act
+    const error = await requestToken(deps(http, { kms, maxAttempts: 2 }), document, {
+      scope: undefined,
+      refreshToken: 'rt-1',
+    }).catch((caught: unknown) => caught);
+
+    // Assess
+    expect(error).toMatchObject({ code: 'upstream_unavailable' });
+    expect(requests).toHaveLength(0);
+    // Nothing reached the server: the refresh token is unspent (so signing is tried again), not "outcome unknown".
+    expect(neverSent(error)).toBe(true);
+    expect(outcomeUnknown(error)).toBe(false);
+    expect(signs).toBe(2);
+  });
 
   it('falls back from Basic to body once on invalid_client and reports the method that worked', async () => {
     // Prepare

@@ -85,7 +85,19 @@ async function send(
   deadline: number,
 ) {
   if (deadline - deps.clock.now() < deps.attemptTimeoutMs) throw notSent();
-  const assertions = await signAssertions(deps, document, method);
+  let assertions: Awaited<ReturnType<typeof signAssertions>>;
+  try {
+    assertions = await signAssertions(deps, document, method);
+  } catch (error) {
+    // KMS throttled or down: the token server has seen nothing, so a refresh token is still unspent and the
+    // attempt may be repeated like a refused connection.
+    if (!(error instanceof VendorError) || error.code !== 'upstream_unavailable') throw error;
+    throw new VendorError(error.code, error.message, {
+      cause: Object.assign(new Error('request not sent: the assertion could not be signed', { cause: error.cause }), {
+        code: 'ENOTSIGNED',
+      }),
+    });
+  }
   const request = buildTokenRequest(document, {
     authMethod: method,
     scope: grant.scope,
@@ -178,6 +190,7 @@ const isTransient = (error: unknown): error is VendorError =>
 /** Socket errors that happen before a byte of the request leaves: the server cannot have seen it. */
 const UNSENT_CODES = new Set([
   'ENOTSENT',
+  'ENOTSIGNED',
   'ECONNREFUSED',
   'ENOTFOUND',
   'EAI_AGAIN',
