@@ -28,7 +28,7 @@ import {
 
 /** The same banner the CDK construct puts on every bundle (infra/token-vendor-function.ts). */
 const ESM_REQUIRE_SHIM = "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
-const FUNCTIONS = ['client-credentials', 'password', 'refresh-token', 'rotate'] as const;
+const FUNCTIONS = ['client-credentials', 'password', 'refresh-token', 'jwt-bearer', 'rotate'] as const;
 const SPAWN_TIMEOUT_MS = 15_000;
 
 /**
