@@ -297,20 +297,18 @@ describe('End to end: npm start on a fresh clone (demo mode)', () => {
       expect(curlLine).not.toBeNull();
       const [, sigv4 = '', user = ''] = curlLine ?? [];
 
-      // Act: curl's own SigV4 implementation, not ours.
-      const { stdout } = await run('curl', [
-        '-s',
-        '--aws-sigv4',
-        sigv4,
-        '--user',
-        user,
-        `${demo.url}/tokens/client-credentials/demo`,
-      ]);
+      // Act: curl's own SigV4 implementation, not ours; the JWT bearer demo signs its assertion with its own key.
+      const vend = (family: string) =>
+        run('curl', ['-s', '--aws-sigv4', sigv4, '--user', user, `${demo.url}/tokens/${family}/demo`]);
+      const bodies = [await vend('client-credentials'), await vend('jwt-bearer')].map(
+        ({ stdout }) => JSON.parse(stdout) as { access_token: string; token_type: string },
+      );
 
       // Assess
-      const body = JSON.parse(stdout) as { access_token: string; token_type: string };
-      expect(body.token_type).toBe('Bearer');
-      expect(body.access_token.length).toBeGreaterThan(10);
+      for (const body of bodies) {
+        expect(body.token_type).toBe('Bearer');
+        expect(body.access_token.length).toBeGreaterThan(10);
+      }
       expect(demo.output()).toMatch(/DEMO MODE/);
     } finally {
       await demo.stop();

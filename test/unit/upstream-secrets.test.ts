@@ -16,6 +16,7 @@ const document = {
   username: 'alice',
   password: 'alice-password-5678',
   additionalHeaders: { 'X-Api-Key': 'api-key-abcdefgh' },
+  signingKey: { privateKeyPem: 'made-up PEM body line.0f3a9c' },
   allowedPrincipals: ['*'],
 } as unknown as ConnectorDocument;
 
@@ -28,6 +29,7 @@ describe('Function: withoutEchoedSecrets', () => {
     ['a cut-off run of the password', 'pw:password-56'],
     ['the refresh token', 'refresh-token-90ab'],
     ['a header value', 'key=api-key-abcdefgh'],
+    ['a run of the private key', 'PEM body line.0f'],
   ])('drops an upstream error code that echoes %s', (_what, code) => {
     // Act
     const error = withoutEchoedSecrets(
