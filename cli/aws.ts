@@ -1,6 +1,6 @@
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { Credentials } from '../client/index.ts';
-import { createDynamoDBClient, createSecretsManagerClient } from '../shared/adapters/aws-clients.ts';
+import { createDynamoDBClient, createKmsClient, createSecretsManagerClient } from '../shared/adapters/aws-clients.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -26,12 +26,12 @@ export function regionFrom(env: Env, flag: string | undefined): string | undefin
 }
 
 /** The SDK's service-specific endpoint variable, then the global one (AWS SDK "service-specific endpoints"). */
-function endpointFrom(env: Env, service: 'DYNAMODB' | 'SECRETS_MANAGER'): { endpoint?: string } {
+function endpointFrom(env: Env, service: 'DYNAMODB' | 'SECRETS_MANAGER' | 'KMS'): { endpoint?: string } {
   const endpoint = env[`AWS_ENDPOINT_URL_${service}`] ?? env.AWS_ENDPOINT_URL;
   return endpoint === undefined || endpoint === '' ? {} : { endpoint };
 }
 
-const clientConfig = (env: Env, region: string | undefined, service: 'DYNAMODB' | 'SECRETS_MANAGER') => ({
+const clientConfig = (env: Env, region: string | undefined, service: 'DYNAMODB' | 'SECRETS_MANAGER' | 'KMS') => ({
   region: region ?? 'us-east-1',
   credentials: credentialsFrom(env),
   ...endpointFrom(env, service),
@@ -43,3 +43,6 @@ export const dynamoDBClient = (env: Env, region: string | undefined) =>
 
 export const secretsManagerClient = (env: Env, region: string | undefined) =>
   createSecretsManagerClient(clientConfig(env, region, 'SECRETS_MANAGER'));
+
+/** For `connect` with a `private_key_jwt` connector whose key is in KMS: the code exchange signs as the functions do. */
+export const kmsClient = (env: Env, region: string | undefined) => createKmsClient(clientConfig(env, region, 'KMS'));

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { calculatePKCECodeChallenge, generateRandomCodeVerifier, generateRandomState } from 'oauth4webapi';
 import { createHttpClient } from '../shared/adapters/http-client.ts';
+import { KmsSignerAdapter } from '../shared/adapters/kms-signer.ts';
 import { systemClock } from '../shared/adapters/system-clock.ts';
 import { VendorError } from '../shared/core/errors.ts';
 import { type ConnectorRef, refKey } from '../shared/core/identifiers.ts';
@@ -14,6 +15,7 @@ import {
   readAuthorizationResponse,
 } from '../shared/domain/oauth/authorization-request.ts';
 import { requestToken } from '../shared/domain/oauth/token-client.ts';
+import { kmsClient, regionFrom } from './aws.ts';
 import { openBrowser } from './browser.ts';
 import {
   type CliIo,
@@ -190,10 +192,16 @@ export async function connect(values: Values, positionals: readonly string[], io
       const http = createHttpClient({ allowLoopback: target.kind === 'dir', allowPrivate: true });
       let refreshToken: string | undefined;
       try {
-        const { tokens } = await requestToken({ http, clock: systemClock, ...EXCHANGE }, document, {
+        // A private_key_jwt connector whose key is in KMS signs its client assertion here as the functions do.
+        const client =
+          document.signingKey?.kmsKeyId === undefined
+            ? undefined
+            : kmsClient(io.env, regionFrom(io.env, str(values, 'region')));
+        const kms = client === undefined ? undefined : new KmsSignerAdapter(client);
+        const { tokens } = await requestToken({ http, clock: systemClock, kms, ...EXCHANGE }, document, {
           scope: undefined,
           authorizationCode: { code: answer.code, codeVerifier, redirectUri: listener.redirectUri },
-        });
+        }).finally(() => client?.destroy());
         refreshToken = tokens.refreshToken;
       } catch (error) {
         const failure = exchangeFailure(error, document.tokenUrl);
