@@ -721,4 +721,60 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
       }
     });
   });
+
+  // Last, so that the keys above are the template's alone.
+  describe('Signed assertions: KMS Sign from the bundle', () => {
+    it(
+      "signs the jwt-bearer function's assertion with the KMS key the connector names, and refuses a denied key by field",
+      async () => {
+        // Prepare
+        const account = 'arn:aws:kms:us-east-1:123456789012:key';
+        const signingArn = `${account}/2c0e5f1a-7b3d-4e29-9a61-8d4c3b2a1f00`;
+        const deniedArn = `${account}/3c0e5f1a-7b3d-4e29-9a61-8d4c3b2a1f00`;
+        cloud.kms.addSigningKey(signingArn, 'ECC_NIST_P256');
+        cloud.kms.addSigningKey(deniedArn, 'ECC_NIST_P256');
+        cloud.kms.denyKey(deniedArn);
+        const fn = apiFunctions().find((candidate) => familyOf(candidate) === 'jwt-bearer');
+        if (fn === undefined) throw new Error('no jwt-bearer function in the template');
+        const [route] = fn.routes.filter((candidate) => candidate.httpMethod === 'GET');
+        if (route === undefined) throw new Error(`${fn.logicalId} has no GET route`);
+        for (const [connectorId, kmsKeyId] of [
+          ['artifact-kms-signed', signingArn],
+          ['artifact-kms-denied', deniedArn],
+        ] as const) {
+          plant('jwt-bearer', connectorId, {
+            ...connectorDocument('jwt-bearer', `https://localhost:${tripwire.port}/token`),
+            signingKey: { kmsKeyId },
+          });
+        }
+        const events = ['artifact-kms-signed', 'artifact-kms-denied'].map((connectorId) =>
+          restApiEvent(stack.deployment, route, { pathParameters: { connectorId }, caller: CALLER }),
+        );
+        const before = { sign: cloud.kms.requests.length, connections: tripwire.connections() };
+
+        // Act
+        const run = await runner.run(fn, events);
+
+        // Assess
+        expectCleanRun(stack, run, 2);
+        const [signed, denied] = answers(run) as APIGatewayProxyResult[];
+        // Signed, then stopped where the deployed network policy stops any loopback token URL.
+        expect(signed?.statusCode, describeRun(run)).toBe(500);
+        expect(signed && bodyOf(signed)).toMatchObject({ error_description: expect.stringContaining('tokenUrl') });
+        expect(denied?.statusCode, describeRun(run)).toBe(500);
+        expect(denied && bodyOf(denied)).toMatchObject({
+          error: 'connector_misconfigured',
+          error_description: expect.stringContaining('"signingKey"'),
+        });
+        const signs = cloud.kms.requests.slice(before.sign).filter((request) => request.operation === 'Sign');
+        // One call each: the SDK does not try an access denial again.
+        expect(signs.map(({ keyId, error }) => ({ keyId, error }))).toEqual([
+          { keyId: signingArn, error: undefined },
+          { keyId: deniedArn, error: 'AccessDeniedException' },
+        ]);
+        expect(tripwire.connections() - before.connections).toBe(0);
+      },
+      RUN_TIMEOUT_MS,
+    );
+  });
 });
