@@ -8,6 +8,7 @@ import { type Family, JWT_BEARER_GRANT_TYPE } from '../../shared/core/identifier
 import { grantAssertionClaims, signJwt } from '../../shared/domain/oauth/assertion.ts';
 import { CALLER_ROLE, CapturedLog, type Harness, startHarness } from '../support/harness.ts';
 import { type KmsServer, startKmsServer } from '../support/kms-server.ts';
+import { prepareLocalFixture, signedFetch, startLocalMode } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
 
 const KEYS = 'arn:aws:kms:eu-west-1:444455556666:key';
@@ -288,6 +289,44 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
       expect(first.status).toBe(200);
       expect(replayed).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
       expect(late).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+    });
+  });
+
+  describe('local mode', () => {
+    it("signs through the KMS the SDK's own AWS_ENDPOINT_URL_KMS names", async () => {
+      // Prepare
+      const caller = {
+        accessKeyId: 'AKIAJWTLOCALMODE01',
+        secretAccessKey: 'made-up.local-mode.4711',
+        arn: 'arn:aws:iam::111122223333:user/jwt-local',
+      };
+      const fixture = await prepareLocalFixture(
+        {
+          'jwt-bearer/salesforce': {
+            grantType: 'jwt_bearer',
+            tokenUrl: salesforce.tokenUrl,
+            clientId: 'connected-app',
+            assertionIssuer: 'consumer-key',
+            signingKey: { kmsKeyId: RSA_ARN },
+            allowedPrincipals: [caller.arn],
+          },
+        },
+        { caller },
+      );
+      const local = await startLocalMode({ ...fixture.env, AWS_ENDPOINT_URL_KMS: kms.endpoint });
+      const signsBefore = kms.calls.get('Sign') ?? 0;
+      try {
+        // Act
+        const response = await signedFetch(`${local.url}/tokens/jwt-bearer/salesforce`, caller);
+
+        // Assess
+        expect(response.status).toBe(200);
+        expect(((await response.json()) as { access_token?: string }).access_token).toBeTruthy();
+        expect((kms.calls.get('Sign') ?? 0) - signsBefore).toBe(1);
+      } finally {
+        await local.stop();
+        await fixture.cleanup();
+      }
     });
   });
 
