@@ -1322,6 +1322,7 @@ describe('App: cdk-nag AwsSolutions', () => {
         tracing: 'true',
         alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops',
         rotationSchedule: 'rate(10 minutes)',
+        signingKeyArns: `${KEY_ARN},${KEY_ARN.replace('1234abcd', '5678abcd')}`,
       },
     ],
   ])('finds nothing unacknowledged with %s', (_name, context) => {
