@@ -6,6 +6,7 @@ import { createKmsClient } from '../../shared/adapters/aws-clients.ts';
 import { KmsSignerAdapter } from '../../shared/adapters/kms-signer.ts';
 import { type Family, JWT_BEARER_GRANT_TYPE } from '../../shared/core/identifiers.ts';
 import { grantAssertionClaims, signJwt } from '../../shared/domain/oauth/assertion.ts';
+import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
 import { CALLER_ROLE, CapturedLog, type Harness, startHarness } from '../support/harness.ts';
 import { type KmsServer, startKmsServer } from '../support/kms-server.ts';
 import { prepareLocalFixture, signedFetch, startLocalMode } from '../support/local-mode.ts';
@@ -245,6 +246,31 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
       // Assess
       expect(kms.calls.get('Sign')).toBe(signs);
       expect(salesforce.acceptedAssertions().length).toBe(accepted);
+    });
+
+    it("keeps a prewarm connector's token fresh from the schedule, signing with KMS, so the first vend signs nothing", async () => {
+      // Prepare: a folder of its own, so the schedule sees this connector alone.
+      const own = await startHarness();
+      try {
+        await own.writeConnector('jwt-bearer', 'prewarmed', connector({ prewarm: true }));
+        const container = own.vendor({ kms: new KmsSignerAdapter(kmsClient()) });
+        const accepted = salesforce.acceptedAssertions().length;
+
+        // Act
+        const report = await rotateConnectors(container.deps);
+        const signs = kms.calls.get('Sign');
+        const token = await container.vend('jwt-bearer', 'prewarmed');
+
+        // Assess
+        expect(report.health.find((entry) => entry.connector === 'jwt-bearer/prewarmed')).toMatchObject({
+          state: 'ok',
+        });
+        expect(salesforce.acceptedAssertions().length).toBe(accepted + 1);
+        expect(token.access_token).toBeTruthy();
+        expect(kms.calls.get('Sign')).toBe(signs);
+      } finally {
+        await own.close();
+      }
     });
 
     it.each([
