@@ -17,8 +17,11 @@ export const KMS_ALGORITHMS: Readonly<Record<JwsAlgorithm, KmsSigningAlgorithm>>
   ES256: 'ECDSA_SHA_256',
 };
 export const DEFAULT_SIGNING_ALGORITHM: JwsAlgorithm = 'RS256';
-/** The assertion grant's lifetime: long enough for clock skew, short enough to be useless soon if it leaks. */
-export const ASSERTION_LIFETIME_SECONDS = 300;
+/**
+ * The grant assertion's lifetime: long enough for clock skew, short enough to be useless soon if it leaks, and under
+ * Salesforce's limit (it refuses an `exp` more than 3 minutes ahead; Google allows an hour).
+ */
+export const ASSERTION_LIFETIME_SECONDS = 120;
 /** A client assertion authenticates one request (RFC 7523 §3: "a short time period"). */
 export const CLIENT_ASSERTION_LIFETIME_SECONDS = 60;
 /** KMS signs a RAW message of at most 4096 bytes. */
