@@ -8,15 +8,15 @@ import type { ConnectorDocument } from '../connector.ts';
 import { derToJose } from './ecdsa.ts';
 
 export type JwsAlgorithm = NonNullable<ConnectorDocument['signingAlgorithm']>;
-export type SigningKey = NonNullable<ConnectorDocument['signingKey']>;
 
-/** The JWS algorithm each KMS signing algorithm produces (RFC 7518 §3.1). */
-export const KMS_ALGORITHMS: Readonly<Record<JwsAlgorithm, KmsSigningAlgorithm>> = {
+/** The KMS signing algorithm that makes each JWS algorithm's signature (RFC 7518 §3.1, §3.3, §3.5). */
+const KMS_ALGORITHMS: Readonly<Record<JwsAlgorithm, KmsSigningAlgorithm>> = {
   RS256: 'RSASSA_PKCS1_V1_5_SHA_256',
   PS256: 'RSASSA_PSS_SHA_256',
   ES256: 'ECDSA_SHA_256',
 };
-export const DEFAULT_SIGNING_ALGORITHM: JwsAlgorithm = 'RS256';
+/** CONTRACT §2: `signingAlgorithm` defaults to RS256. */
+const DEFAULT_SIGNING_ALGORITHM: JwsAlgorithm = 'RS256';
 /**
  * The grant assertion's lifetime: long enough for clock skew, short enough to be useless soon if it leaks, and under
  * Salesforce's limit (it refuses an `exp` more than 3 minutes ahead; Google allows an hour).
