@@ -6,8 +6,7 @@ import { createKmsClient } from '../../shared/adapters/aws-clients.ts';
 import { KmsSignerAdapter } from '../../shared/adapters/kms-signer.ts';
 import { type Family, JWT_BEARER_GRANT_TYPE } from '../../shared/core/identifiers.ts';
 import { grantAssertionClaims, signJwt } from '../../shared/domain/oauth/assertion.ts';
-import { rotateConnectors } from '../../shared/use-cases/rotate.ts';
-import { CALLER_ROLE, CapturedLog, type Harness, startHarness } from '../support/harness.ts';
+import { CALLER_ROLE, CapturedLog, type Harness, runSchedule, startHarness } from '../support/harness.ts';
 import { type KmsServer, startKmsServer } from '../support/kms-server.ts';
 import { prepareLocalFixture, signedFetch, startLocalMode } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
@@ -257,7 +256,7 @@ describe('Integration: signed assertions (private_key_jwt, the JWT bearer grant)
         const accepted = salesforce.acceptedAssertions().length;
 
         // Act
-        const report = await rotateConnectors(container.deps);
+        const report = await runSchedule(container.deps);
         const signs = kms.calls.get('Sign');
         const token = await container.vend('jwt-bearer', 'prewarmed');
 
