@@ -52,12 +52,12 @@ describe('App: a CDK app outside infra/ that imports the construct (test/fixture
     expect(synth.code).toBe(0);
   });
 
-  it("runs the vendor's four functions in the app's VPC, with the private-network allowance and its tuning", () => {
+  it("runs every function of the vendor in the app's VPC, with the private-network allowance and its tuning", () => {
     // Prepare
     const vendorFunctions = ofType('AWS::Lambda::Function').filter(([id]) => id.startsWith('TokenVendor'));
 
     // Assess
-    expect(vendorFunctions).toHaveLength(4);
+    expect(vendorFunctions).toHaveLength(5);
     for (const [, fn] of vendorFunctions) {
       const { VpcConfig, Environment } = fn.Properties as {
         VpcConfig?: { SubnetIds: unknown[] };

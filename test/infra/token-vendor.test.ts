@@ -1012,7 +1012,7 @@ describe('Construct: TokenVendor as a library (VPC, grants, existing resources, 
           SecurityGroupIds: [{ 'Fn::GetAtt': [logicalId(stack, securityGroup), 'GroupId'] }],
         },
       },
-      4,
+      FAMILY_NAMES.length + 1,
     );
     synthesized.resourceCountIs('AWS::EC2::SecurityGroup', 1);
     for (const fn of [...Object.values(vendor.functions), vendor.rotateFunction]) {
@@ -1042,7 +1042,7 @@ describe('Construct: TokenVendor as a library (VPC, grants, existing resources, 
     );
 
     // Assess
-    expect(functions).toHaveLength(4);
+    expect(functions).toHaveLength(FAMILY_NAMES.length + 1);
     for (const fn of functions) {
       expect(fn.Properties.VpcConfig.SecurityGroupIds).toEqual([
         { 'Fn::GetAtt': [logicalId(stack, given as ec2.SecurityGroup), 'GroupId'] },
@@ -1132,7 +1132,7 @@ describe('Construct: TokenVendor as a library (VPC, grants, existing resources, 
           Variables: Match.objectLike({ TOKEN_VENDOR_TABLE: 'shared-token-table', TOKEN_VENDOR_TOKEN_KEY_ID: KEY_ARN }),
         },
       },
-      4,
+      FAMILY_NAMES.length + 1,
     );
     const sealing = statementsOf({ stack, template, vendor }, vendor.functions.password.role).filter(
       (statement) => statement.Resource === KEY_ARN,

@@ -370,11 +370,11 @@ describe('End to end: npm start on a fresh clone (demo mode)', () => {
       expect(demo.output()).toMatch(/token table token-vendor-tokens in DynamoDB at http:\/\/127\.0\.0\.1:\d+/);
       expect(status.stderr).toBe('');
       expect(JSON.parse(status.stdout)).toEqual(
-        ['client-credentials/demo', 'password/demo', 'refresh-token/demo'].map((connector) =>
+        ['client-credentials/demo', 'jwt-bearer/demo', 'password/demo', 'refresh-token/demo'].map((connector) =>
           expect.objectContaining({ connector, state: 'ok' }),
         ),
       );
-      expect(list.stdout).toBe('client-credentials/demo\npassword/demo\nrefresh-token/demo\n');
+      expect(list.stdout).toBe('client-credentials/demo\njwt-bearer/demo\npassword/demo\nrefresh-token/demo\n');
       expect(elsewhere.code).toBe(1);
     });
 

@@ -232,10 +232,10 @@ describe('Function: parseConnector', () => {
 
       // Assess
       expect(grantType.message).toBe(
-        'Connector document field "grantType": must be one of client_credentials, password, refresh_token.',
+        'Connector document field "grantType": must be one of client_credentials, password, refresh_token, jwt_bearer.',
       );
       expect(authentication.message).toBe(
-        'Connector document field "clientAuthentication": must be one of basic, body.',
+        'Connector document field "clientAuthentication": must be one of basic, body, private_key_jwt.',
       );
     });
 
@@ -413,6 +413,12 @@ describe('Function: parseConnector', () => {
       'allowedPrincipals',
       'prewarm',
       'defaultExpiresIn',
+      'signingKey',
+      'signingAlgorithm',
+      'assertionIssuer',
+      'assertionSubject',
+      'assertionAudience',
+      'assertionClaims',
     ];
     // Every problem a message may state; a message is `Connector document field "<path>": <problem>.`
     const PROBLEMS = [
@@ -420,8 +426,11 @@ describe('Function: parseConnector', () => {
       'is required',
       'must be an integer',
       ...['string', 'number', 'boolean', 'object', 'array', 'record'].map((type) => `must be of type ${type}`),
-      'must be one of client_credentials, password, refresh_token',
-      'must be one of basic, body',
+      'must be one of client_credentials, password, refresh_token, jwt_bearer',
+      'must be one of basic, body, private_key_jwt',
+      'must be one of RS256, PS256, ES256',
+      'must hold exactly one of kmsKeyId and privateKeyPem',
+      'is a claim the vendor sets itself',
       'must be a valid HTTP field value (no line breaks or control characters, Latin-1 only)',
       'is too small or empty',
       'must not be empty',
@@ -691,7 +700,7 @@ describe('Function: parseConnector — signed assertions (CONTRACT §2)', () => 
     ['signingKey', { signingKey: {} }, 'exactly one of kmsKeyId and privateKeyPem'],
     ['signingKey', { signingKey: { kmsKeyId: 'alias/a', privateKeyPem: 'made-up PEM' } }, 'exactly one of'],
     ['signingKey.keyArn', { signingKey: { keyArn: 'alias/a' } }, 'is not a known field'],
-    ['signingAlgorithm', { signingAlgorithm: 'HS256' }, 'has a value that is not allowed'],
+    ['signingAlgorithm', { signingAlgorithm: 'HS256' }, 'must be one of RS256, PS256, ES256'],
     ['assertionClaims.aud', { assertionClaims: { aud: 'https://elsewhere.example.com' } }, 'vendor sets itself'],
     ['assertionClaims.jti', { assertionClaims: { jti: 'fixed' } }, 'vendor sets itself'],
   ])('names %s (%s)', (field, change, problem) => {
