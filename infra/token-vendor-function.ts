@@ -7,7 +7,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { ENV, SEAL_CONTEXT_ITEM } from '../shared/core/settings.ts';
+import { ENV, SEAL_CONTEXT_FAMILY, SEAL_CONTEXT_ITEM } from '../shared/core/settings.ts';
+import { familyItemPatterns } from '../shared/core/table.ts';
 import { acknowledge, wildcardResourceFinding } from './acknowledge.ts';
 
 /**
@@ -227,20 +228,33 @@ export class TokenVendorFunction extends Construct {
   }
 
   /**
-   * Lets the function seal and open token values with `key`, in the key's policy, only for the table items whose
-   * partition key matches `items` (the Encryption SDK passes the item as encryption context, which KMS checks).
+   * Lets the function seal and open token values with `key`, in the key's policy, only for `families` (the Encryption
+   * SDK passes the family as encryption context, which KMS checks; the item is bound inside the sealed value). Values
+   * sealed before that carry their item as context: those the function may still open, for its families' items.
    */
-  public grantTokenKey(key: kms.IKey, items: readonly string[]): void {
-    const conditions = { StringLike: { [`kms:EncryptionContext:${SEAL_CONTEXT_ITEM}`]: [...items] } };
-    const actions = ['kms:GenerateDataKey', 'kms:Decrypt'];
-    // In a key policy, "*" is the key itself.
-    const { statementAdded } = key.addToResourcePolicy(
-      new iam.PolicyStatement({ principals: [this.role], actions, resources: ['*'], conditions }),
-    );
-    // A key of another stack (imported) keeps its own policy: the role gets the same grant in an identity policy,
-    // which works when that key policy lets the account's IAM policies decide.
-    if (!statementAdded) {
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources: [key.keyArn], conditions }));
+  public grantTokenKey(key: kms.IKey, families: readonly string[]): void {
+    const grants = [
+      {
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        conditions: { StringEquals: { [`kms:EncryptionContext:${SEAL_CONTEXT_FAMILY}`]: [...families] } },
+      },
+      {
+        actions: ['kms:Decrypt'],
+        conditions: {
+          StringLike: { [`kms:EncryptionContext:${SEAL_CONTEXT_ITEM}`]: families.flatMap(familyItemPatterns) },
+        },
+      },
+    ];
+    for (const { actions, conditions } of grants) {
+      // In a key policy, "*" is the key itself.
+      const { statementAdded } = key.addToResourcePolicy(
+        new iam.PolicyStatement({ principals: [this.role], actions, resources: ['*'], conditions }),
+      );
+      // A key of another stack (imported) keeps its own policy: the role gets the same grant in an identity policy,
+      // which works when that key policy lets the account's IAM policies decide.
+      if (!statementAdded) {
+        this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources: [key.keyArn], conditions }));
+      }
     }
     this.function.addEnvironment(ENV.tokenKeyId, key.keyArn);
   }

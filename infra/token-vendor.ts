@@ -515,7 +515,7 @@ export class TokenVendor extends Construct {
     const everyItem = FAMILY_NAMES.flatMap(familyItemPatterns);
     this.rotateFunction.grantTokenTable(this.table, everyItem);
     this.rotateFunction.grantQueryIndex(this.table, DUE_INDEX.name, DUE_SHARD);
-    this.rotateFunction.grantTokenKey(this.tokenKey, everyItem);
+    this.rotateFunction.grantTokenKey(this.tokenKey, FAMILY_NAMES);
     this.rotateFunction.grantListSecrets();
     for (const family of FAMILY_NAMES) this.rotateFunction.grantReadSecrets(familyPrefix(family), config.kmsKey);
     this.rotateFunction.grantWriteSecrets(familyPrefix('refresh-token'), config.kmsKey);
@@ -531,7 +531,7 @@ export class TokenVendor extends Construct {
         timeout: Duration.seconds(29),
       });
       fn.grantTokenTable(this.table, familyItemPatterns(family));
-      fn.grantTokenKey(this.tokenKey, familyItemPatterns(family));
+      fn.grantTokenKey(this.tokenKey, [family]);
       fn.grantReadSecrets(familyPrefix(family), config.kmsKey);
       // Only a refresh-token connector changes: the server may rotate its refresh token.
       if (family === 'refresh-token') fn.grantWriteSecrets(familyPrefix(family), config.kmsKey);

@@ -12,7 +12,8 @@ import { RawAesKeyringNode, RawAesWrappingSuiteIdentifier } from '@aws-crypto/ra
 import { KMS } from '@aws-sdk/client-kms';
 import { upstreamUnavailable, VendorError } from '../core/errors.ts';
 import { LruCache } from '../core/lru.ts';
-import { SEAL_CONTEXT_ITEM } from '../core/settings.ts';
+import { SEAL_CONTEXT_FAMILY, SEAL_CONTEXT_ITEM } from '../core/settings.ts';
+import { familyOfItem } from '../core/table.ts';
 import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
 import { boundedHandler, type CallTimeouts, KMS_TIMEOUTS } from './aws-clients.ts';
 
@@ -24,6 +25,15 @@ const SUITE = AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COM
 const DATA_KEY_MAX_AGE_MS = 5 * 60_000;
 const DATA_KEY_MAX_MESSAGES = 10_000;
 const CONTEXT_ITEM = SEAL_CONTEXT_ITEM;
+const CONTEXT_FAMILY = SEAL_CONTEXT_FAMILY;
+/**
+ * What is sealed: a version mark, the item, then the value. The item is authenticated with the value (AES-GCM), so
+ * a value copied to another item does not open, while the encryption context names only the family and field: one
+ * data key (cached by the SDK for 5 minutes) seals many items, and a container that opens the second token sealed
+ * under it asks KMS nothing. With the item in the context, every token cost every reader a KMS Decrypt.
+ */
+const PAYLOAD_MARK = 'tv2\n';
+const payload = (item: string, value: string) => `${PAYLOAD_MARK}${item}\n${value}`;
 const CONTEXT_FIELD = 'token-vendor:field';
 
 /** Raised when a stored value does not open: not sealed for this item, altered, or planted by another writer. */
@@ -84,8 +94,8 @@ export class EncryptionSdkSealer implements TokenSealer {
 
   async seal(plaintext: string, context: SealContext): Promise<string> {
     try {
-      const { result } = await encrypt(this.#materials, plaintext, {
-        encryptionContext: { [CONTEXT_ITEM]: context.item, [CONTEXT_FIELD]: context.field },
+      const { result } = await encrypt(this.#materials, payload(context.item, plaintext), {
+        encryptionContext: { [CONTEXT_FAMILY]: familyOfItem(context.item), [CONTEXT_FIELD]: context.field },
         suiteId: SUITE,
       });
       const sealed = result.toString('base64');
@@ -107,11 +117,27 @@ export class EncryptionSdkSealer implements TokenSealer {
       throw isKmsUnavailable(error) ? keyUnavailable(error) : new SealError(error);
     }
     const bound = opened.messageHeader.encryptionContext;
-    // The SDK checks the ciphertext against the context it carries; this checks that context is this item's.
-    if (bound[CONTEXT_ITEM] !== context.item || bound[CONTEXT_FIELD] !== context.field) {
-      throw new SealError(new Error('sealed for another item'));
+    const text = opened.plaintext.toString('utf8');
+    // The SDK checks the ciphertext against the context it carries; this checks that context, and the item sealed
+    // with the value, are this item's.
+    let plaintext: string;
+    if (bound[CONTEXT_ITEM] !== undefined) {
+      // Sealed before family-scoped data keys: the context names the item.
+      if (bound[CONTEXT_ITEM] !== context.item || bound[CONTEXT_FIELD] !== context.field) {
+        throw new SealError(new Error('sealed for another item'));
+      }
+      plaintext = text;
+    } else {
+      const prefix = payload(context.item, '');
+      if (
+        bound[CONTEXT_FAMILY] !== familyOfItem(context.item) ||
+        bound[CONTEXT_FIELD] !== context.field ||
+        !text.startsWith(prefix)
+      ) {
+        throw new SealError(new Error('sealed for another item'));
+      }
+      plaintext = text.slice(prefix.length);
     }
-    const plaintext = opened.plaintext.toString('utf8');
     this.#opened.set(key, plaintext);
     return plaintext;
   }

@@ -40,7 +40,12 @@ export const ENV = {
   idleRefreshSeconds: 'TOKEN_VENDOR_IDLE_REFRESH_SECONDS',
 } as const;
 
-/** The encryption-context key that binds a sealed token value to its table item (KMS conditions name it). */
+/**
+ * The encryption-context key naming the grant family a sealed token value belongs to (KMS conditions name it). The
+ * item itself is bound inside the sealed payload, so one data key serves many items of a family.
+ */
+export const SEAL_CONTEXT_FAMILY = 'token-vendor:family';
+/** The encryption-context key of values sealed before that (bound to their item by KMS); they still open. */
 export const SEAL_CONTEXT_ITEM = 'token-vendor:item';
 
 /** A connector's secret (CONTRACT §2): `<prefix>/<family>/<connectorId>`. */

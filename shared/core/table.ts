@@ -11,6 +11,9 @@ export const tokenItemKey = (tokenKey: string): string => `t#${tokenKey}`;
 /** One item per connector: lease, refresh-token chain, remembered auth method, failures. */
 export const stateItemKey = (connectorKey: string): string => `c#${connectorKey}`;
 
+/** The grant family a token or state item belongs to (`t#<family>/…`, `c#<family>/…`). */
+export const familyOfItem = (item: string): string => item.slice(2, item.indexOf('/'));
+
 /** Patterns (IAM `StringLike`) of every item of one family: its cached tokens and its connectors' state. */
 export const familyItemPatterns = (family: string): string[] => [
   tokenItemKey(`${family}/*`),

@@ -542,6 +542,7 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
     const COPIED = 'artifact-sealed-copy';
     const FOREIGN = 'artifact-sealed-foreign';
     const FIELD = 'token-vendor:field';
+    const FAMILY_CONTEXT = 'token-vendor:family';
     const ITEM = 'token-vendor:item';
     const harnessCredentials = { accessKeyId: 'harness', secretAccessKey: 'harness' };
 
@@ -566,7 +567,7 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
     });
 
     it(
-      'serves a token sealed under the key, opened by KMS Decrypt with its item and field; one copied or under another key is not',
+      'serves a token sealed under the key, opened by KMS Decrypt under its family; one copied to another item or under another key is not',
       async () => {
         // Prepare
         const [key] = stack.keys;
@@ -660,35 +661,38 @@ describe('Deployment artifacts: the bundles of `cdk synth`, run as Lambda runs t
           }
         }
         // The bundles' KMS calls (their credentials): Decrypt only, under the template's key, each with the context of
-        // an item of the function's own family, which the key policy allows its role.
+        // the function's own family (the item is sealed with the value), which the key policy allows its role.
         const calls = cloud.kms.requests
           .slice(before.kms)
           .filter((request) => request.accessKeyId === FUNCTION_CREDENTIALS.accessKeyId);
-        for (const { fn, servedItem } of cases) {
+        const sealedFor = (family: string) => ({ [FAMILY_CONTEXT]: family, [FIELD]: 'accessToken' });
+        for (const { fn, family } of cases) {
           expect(calls).toContainEqual({
             operation: 'Decrypt',
             keyId: key.arn,
             keyArn: key.arn,
-            encryptionContext: { [ITEM]: servedItem, [FIELD]: 'accessToken' },
+            encryptionContext: sealedFor(family),
             accessKeyId: FUNCTION_CREDENTIALS.accessKeyId,
             error: undefined,
           });
-          expect(keyPolicyAllows(stack, fn, 'kms:Decrypt', { [ITEM]: servedItem, [FIELD]: 'accessToken' })).toBe(true);
+          expect(keyPolicyAllows(stack, fn, 'kms:Decrypt', sealedFor(family))).toBe(true);
         }
         for (const call of calls) {
           expect(call).toMatchObject({ operation: 'Decrypt', keyArn: key.arn, error: undefined });
-          const owner = cases.find(({ family }) => call.encryptionContext[ITEM]?.startsWith(`t#${family}/`));
+          const owner = cases.find(({ family }) => call.encryptionContext[FAMILY_CONTEXT] === family);
           expect(owner, JSON.stringify(call)).toBeDefined();
           if (owner !== undefined)
             expect(keyPolicyAllows(stack, owner.fn, 'kms:Decrypt', call.encryptionContext)).toBe(true);
         }
-        // The evaluation is not trivially true: no vend function may open another family's items.
+        // The evaluation is not trivially true: no vend function may open another family's values, sealed either way.
         for (const { fn, family } of cases) {
           const other = cases.find((candidate) => candidate.family !== family);
           if (other !== undefined) {
+            expect(keyPolicyAllows(stack, fn, 'kms:Decrypt', sealedFor(other.family))).toBe(false);
             expect(
               keyPolicyAllows(stack, fn, 'kms:Decrypt', { [ITEM]: other.servedItem, [FIELD]: 'accessToken' }),
             ).toBe(false);
+            expect(keyPolicyAllows(stack, fn, 'kms:GenerateDataKey', sealedFor(other.family))).toBe(false);
           }
         }
         expect(tripwire.connections() - before.connections).toBe(0);

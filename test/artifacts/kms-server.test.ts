@@ -1,6 +1,8 @@
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { KmsKeyringNode } from '@aws-crypto/client-node';
+import { buildEncrypt } from '@aws-crypto/encrypt-node';
+import { AlgorithmSuiteIdentifier, CommitmentPolicy } from '@aws-crypto/material-management-node';
 import {
   DecryptCommand,
   EncryptCommand,
@@ -144,7 +146,7 @@ describe('Loopback KMS (test/support/kms-server.ts) under the real KMS client', 
     expect(kms.requests.at(-4)).toMatchObject({ operation: 'Decrypt', error: 'IncorrectKeyException' });
   });
 
-  it("runs the vendor's sealer through the Encryption SDK's KMS keyring: bound to item and field", async () => {
+  it("runs the vendor's sealer through the Encryption SDK's KMS keyring: bound to family, item and field", async () => {
     // Prepare
     const sealer = new EncryptionSdkSealer(
       new KmsKeyringNode({ generatorKeyId: KEY_ARN, clientProvider: () => client }),
@@ -173,12 +175,53 @@ describe('Loopback KMS (test/support/kms-server.ts) under the real KMS client', 
       { operation: 'GenerateDataKey', keyArn: KEY_ARN, error: undefined },
       { operation: 'Decrypt', keyArn: KEY_ARN, error: undefined },
     ]);
+    // KMS sees the family and field; the item is sealed with the value, which is why the other item did not open.
     for (const record of seen) {
       expect(record.encryptionContext).toEqual({
-        'token-vendor:item': context.item,
-        'token-vendor:field': context.field,
+        'token-vendor:family': 'password',
+        'token-vendor:field': 'accessToken',
       });
     }
+  });
+
+  it('opens many tokens of a family sealed under one data key with one KMS Decrypt per reader', async () => {
+    // Prepare: a holder seals ten tokens (one data key, cached), a fresh container reads them all.
+    const keyring = () => new KmsKeyringNode({ generatorKeyId: KEY_ARN, clientProvider: () => client });
+    const holder = new EncryptionSdkSealer(keyring());
+    const items = Array.from({ length: 10 }, (_, index) => ({ item: `t#password/c${index}#`, field: 'accessToken' }));
+    const sealed: string[] = [];
+    for (const [index, context] of items.entries()) sealed.push(await holder.seal(`token-${index}`, context));
+    const before = kms.requests.length;
+
+    // Act
+    const reader = new EncryptionSdkSealer(keyring());
+    const opened: string[] = [];
+    for (const [index, context] of items.entries()) opened.push(await reader.open(sealed[index] as string, context));
+
+    // Assess
+    expect(opened).toEqual(items.map((_, index) => `token-${index}`));
+    expect(kms.requests.slice(before).map(({ operation }) => operation)).toEqual(['Decrypt']);
+  });
+
+  it('still opens a value sealed with its item as encryption context (before family-scoped data keys)', async () => {
+    // Prepare: sealed as the vendor sealed until now, through the Encryption SDK itself.
+    const keyring = new KmsKeyringNode({ generatorKeyId: KEY_ARN, clientProvider: () => client });
+    const { encrypt } = buildEncrypt(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
+    const context = { item: 'c#refresh-token/kept', field: 'chainToken' };
+    const { result } = await encrypt(keyring, 'made-up.refresh.1234', {
+      encryptionContext: { 'token-vendor:item': context.item, 'token-vendor:field': context.field },
+      suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY,
+    });
+    const old = result.toString('base64');
+    const reader = new EncryptionSdkSealer(keyring);
+
+    // Act
+    const opened = await reader.open(old, context);
+    const elsewhere = await failure(reader.open(old, { ...context, item: 'c#refresh-token/other' }));
+
+    // Assess
+    expect(opened).toBe('made-up.refresh.1234');
+    expect(elsewhere).toBeInstanceOf(SealError);
   });
 
   it('answers an unknown operation with UnknownOperationException and closes held connections', async () => {

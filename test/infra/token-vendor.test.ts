@@ -472,7 +472,7 @@ describe('Construct: TokenVendor', () => {
         const tableStatements = statementsOf(defaults, role).filter((statement) =>
           asArray(statement.Action).includes('dynamodb:PutItem'),
         );
-        const keyStatement = keyStatements.find((statement) =>
+        const roleKeyStatements = keyStatements.filter((statement) =>
           JSON.stringify(statement.Principal).includes(`"${logicalId(defaults.stack, role)}"`),
         );
 
@@ -483,19 +483,30 @@ describe('Construct: TokenVendor', () => {
               statement.Condition as { 'ForAllValues:StringLike'?: { 'dynamodb:LeadingKeys'?: string[] } } | undefined
             )?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] ?? [],
         );
-        const sealedItems =
-          (keyStatement?.Condition as { StringLike?: Record<string, string[]> } | undefined)?.StringLike?.[
-            'kms:EncryptionContext:token-vendor:item'
-          ] ?? [];
+        const conditionsOf = (operator: 'StringLike' | 'StringEquals', key: string) =>
+          roleKeyStatements.map(
+            (statement) =>
+              (statement.Condition as Record<string, Record<string, string[]> | undefined> | undefined)?.[operator]?.[
+                key
+              ],
+          );
+        // Values sealed before family-scoped data keys: bound to their items.
+        const sealedItems = conditionsOf('StringLike', 'kms:EncryptionContext:token-vendor:item').flatMap(
+          (patterns) => patterns ?? [],
+        );
+        const sealedFamilies = conditionsOf('StringEquals', 'kms:EncryptionContext:token-vendor:family');
 
-        // Assess: every table statement is bound to the family's keys, and so is its use of the token key.
+        // Assess: every table statement is bound to the family's keys, and so is every use of the token key.
         expect(tableStatements.length).toBeGreaterThan(0);
+        expect(roleKeyStatements).toHaveLength(2);
         for (const patterns of [...leadingKeys, sealedItems]) {
           for (const other of FAMILY_NAMES) {
             for (const item of itemsOf(other))
               expect(matches(patterns, item), `${family} → ${item}`).toBe(other === family);
           }
         }
+        expect(sealedFamilies.filter((families) => families !== undefined)).toEqual([[family]]);
+        for (const statement of roleKeyStatements) expect(statement.Condition).toBeDefined();
       }
       // Nobody else in the account may open a sealed value: the account administers the key, it does not use it.
       const accountUse = keyStatements.filter(
@@ -1141,6 +1152,13 @@ describe('Construct: TokenVendor as a library (VPC, grants, existing resources, 
       {
         Effect: 'Allow',
         Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        Resource: KEY_ARN,
+        Condition: { StringEquals: { 'kms:EncryptionContext:token-vendor:family': ['password'] } },
+      },
+      {
+        // Values sealed before family-scoped data keys, bound to their items.
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
         Resource: KEY_ARN,
         Condition: { StringLike: { 'kms:EncryptionContext:token-vendor:item': ['t#password/*', 'c#password/*'] } },
       },
