@@ -35,6 +35,8 @@ import type { Config } from './config.ts';
 import { type FunctionTracing, noTracing } from './tracing.ts';
 
 export interface RuntimeOverrides {
+  /** The current invocation's correlation ID (the logger's), passed on to the refresher with a demand. */
+  readonly correlationId?: () => string | undefined;
   readonly source?: ConnectorSource;
   readonly store?: TokenStore;
   readonly http?: HttpClient;
@@ -102,6 +104,7 @@ export function createRuntime(config: Config, log: Log, overrides: RuntimeOverri
       : new LambdaRefreshRequests({
           client: tracing.instrument(createLambdaClient()),
           functionName: config.refreshFunction,
+          correlationId: overrides.correlationId,
         }));
   const fetcher = new TokenFetcher({
     source,

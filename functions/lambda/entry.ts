@@ -24,7 +24,11 @@ export function tokenFunction(family: Family, env: Env, overrides: RuntimeOverri
   const logger = createLogger();
   const metrics = new AggregatedMetrics(createMetrics(env.POWERTOOLS_METRICS_NAMESPACE));
   const tracing = overrides.tracing ?? tracingFor(env);
-  const deps = createRuntime(loadConfig(env), logger, { metrics, tracing, ...overrides });
+  const correlationId = () => {
+    const id = logger.getCorrelationId();
+    return typeof id === 'string' ? id : undefined;
+  };
+  const deps = createRuntime(loadConfig(env), logger, { metrics, tracing, correlationId, ...overrides });
   return createTokenHandler(family, deps, logger, metrics, tracing);
 }
 
@@ -38,6 +42,7 @@ const demandEvent = z.object({
   refresh: z.extend(connectorRef, {
     scopeKey: z.string().check(z.refine((value) => value === '' || normalizeScope(value)?.join(' ') === value)),
   }),
+  correlationId: z.optional(z.string().check(z.maxLength(128))),
 });
 
 /**
@@ -81,6 +86,8 @@ export function rotateFunction(env: Env, overrides: RuntimeOverrides = {}) {
       if (demand.success) {
         const { family, connectorId, scopeKey } = demand.data.refresh;
         logger.appendKeys({ connector: `${family}/${connectorId}` });
+        // The vend that handed this over: its API Gateway request ID joins the two functions' log lines.
+        if (demand.data.correlationId !== undefined) logger.setCorrelationId(demand.data.correlationId);
         tracing.annotate('connector', `${family}/${connectorId}`);
         try {
           const started = deps.clock.now();

@@ -5,6 +5,8 @@ import type { RefreshDemand, RefreshRequests } from '../ports/refresh-requests.t
 /** The refresher function's event for a demanded refresh (the scheduled run's own events carry no `refresh`). */
 export interface RefreshEvent {
   readonly refresh: RefreshDemand;
+  /** The vend's correlation ID (API Gateway's request ID), so the refresher's log lines name it too. */
+  readonly correlationId?: string;
 }
 
 /** Asks the refresher function to refresh a token, as an asynchronous (`Event`) invocation: Lambda queues it. */
@@ -12,13 +14,22 @@ export class LambdaRefreshRequests implements RefreshRequests {
   readonly #client: LambdaClient;
   readonly #functionName: string;
 
-  constructor(options: { readonly client: LambdaClient; readonly functionName: string }) {
+  readonly #correlationId: () => string | undefined;
+
+  constructor(options: {
+    readonly client: LambdaClient;
+    readonly functionName: string;
+    /** The correlation ID of the invocation that asks (the logger's), if any. */
+    readonly correlationId?: () => string | undefined;
+  }) {
     this.#client = options.client;
     this.#functionName = options.functionName;
+    this.#correlationId = options.correlationId ?? (() => undefined);
   }
 
   async request(demand: RefreshDemand): Promise<void> {
-    const event: RefreshEvent = { refresh: demand };
+    const correlationId = this.#correlationId();
+    const event: RefreshEvent = { refresh: demand, ...(correlationId === undefined ? {} : { correlationId }) };
     try {
       await this.#client.send(
         new InvokeCommand({

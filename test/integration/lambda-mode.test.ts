@@ -96,6 +96,12 @@ describe('Local mode with Lambda semantics (TOKEN_VENDOR_LAMBDA=1)', () => {
     expect(server.requests.length - before).toBe(1);
     expect(after.body.access_token).not.toBe(first.body.access_token);
     expect(local.output()).toMatch(/"message":"demanded refresh finished"[^\n]*"function_name":"token-vendor-rotate"/);
+    // The refresher's log line carries the handing-over vend's API Gateway request ID.
+    const handedOver = local
+      .output()
+      .split('\n')
+      .find((line) => line.includes('"message":"demanded refresh finished"'));
+    expect(JSON.parse(handedOver ?? '{}')).toMatchObject({ correlation_id: expect.stringMatching(/\S/) });
   }, 30_000);
 
   it('freezes a container after its response: work it left running waits for its next invocation', async () => {
