@@ -73,7 +73,8 @@ export const REFRESH_MARGIN_SHARE = 0.06;
 /**
  * When to refresh ahead: the margin before the end of the servable window (the time the token can still be served
  * to a caller with the default minTtl), stretched by up to half again by jitter, so containers and connectors spread
- * out. A one-hour token is fetched about 1.04 times per lifetime, a two-minute one about 2.1 times (a token serves
+ * out; at least three times as long as the fetch that brought the token took, so a slow server's refresh is done
+ * before callers would wait for it. A one-hour token is fetched about 1.04 times per lifetime, a two-minute one about 2.1 times (a token serves
  * only half its lifetime to default callers when it lives less than two minimum TTLs).
  */
 export function refreshAtFor(
@@ -81,10 +82,17 @@ export function refreshAtFor(
   expiresAt: number,
   defaultMinTtlMs: number,
   random: () => number,
-  marginShare = REFRESH_MARGIN_SHARE,
+  options: {
+    readonly marginShare?: number | undefined;
+    /** How long the fetch that brought this token took: the margin is never less than three such fetches. */
+    readonly fetchMs?: number | undefined;
+  } = {},
 ): number {
   const until = servableUntil(issuedAt, expiresAt, defaultMinTtlMs);
-  const margin = Math.min((until - issuedAt) * marginShare, REFRESH_MARGIN_CAP_MS);
+  const window = until - issuedAt;
+  const share = window * (options.marginShare ?? REFRESH_MARGIN_SHARE);
+  // A slow token server gets the time its refresh needs (never more than half the window, nor the cap).
+  const margin = Math.min(Math.max(share, 3 * (options.fetchMs ?? 0)), REFRESH_MARGIN_CAP_MS, window / 2);
   return Math.floor(until - margin * (1 + 0.5 * random()));
 }
 

@@ -53,6 +53,18 @@ describe('Function: refreshAtFor', () => {
     );
   });
 
+  it('keeps back at least three fetches of a slow server, at most half the window', () => {
+    // Act: a 6 s token serves default callers for 3 s; its fetch took 200 ms, then 10 s.
+    const slow = refreshAtFor(NOW, NOW + 6_000, MIN_TTL_MS, () => 0, { fetchMs: 200 });
+    const hopeless = refreshAtFor(NOW, NOW + 6_000, MIN_TTL_MS, () => 0, { fetchMs: 10_000 });
+    const fast = refreshAtFor(NOW, NOW + 6_000, MIN_TTL_MS, () => 0, { fetchMs: 5 });
+
+    // Assess
+    expect(slow).toBe(NOW + 3_000 - 600);
+    expect(hopeless).toBe(NOW + 3_000 - 1_500);
+    expect(fast).toBe(NOW + 3_000 - 3_000 * REFRESH_MARGIN_SHARE);
+  });
+
   it('is never after the point where the token stops serving default-minTtl callers', () => {
     // Act & Assess
     fc.assert(

@@ -324,7 +324,10 @@ export class TokenFetcher {
         expiresAt,
         this.#deps.settings.defaultMinTtlMs,
         () => this.#deps.clock.random(),
-        this.#deps.settings.refreshMarginShare,
+        {
+          marginShare: this.#deps.settings.refreshMarginShare,
+          fetchMs: this.#deps.clock.now() - issuedAt,
+        },
       ),
       tokenRevision: target.connector.tokenRevision,
     };
