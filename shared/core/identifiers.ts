@@ -35,6 +35,13 @@ export interface ConnectorRef {
 
 export const refKey = (ref: ConnectorRef): string => `${ref.family}/${ref.connectorId}`;
 
+/** The connector a `<family>/<connectorId>` key names, or undefined when it names none (the inverse of refKey). */
+export function refOfKey(key: string): ConnectorRef | undefined {
+  const [family, connectorId, ...rest] = key.split('/');
+  if (rest.length > 0 || family === undefined || !isFamily(family) || connectorId === undefined) return undefined;
+  return CONNECTOR_ID.test(connectorId) ? { family, connectorId } : undefined;
+}
+
 /**
  * The key of one cached token: the connector's key and the scope set it was asked for ('' for the connector's own
  * scope). A connector key never holds `#` (CONNECTOR_ID), so the connector is recovered from the token key.

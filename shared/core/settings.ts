@@ -1,5 +1,5 @@
 import type { ConnectorRef } from './identifiers.ts';
-import { CONNECTOR_ID, isFamily } from './identifiers.ts';
+import { refOfKey } from './identifiers.ts';
 
 /**
  * Configuration names and defaults, in the one place the functions, local mode, the CLI and the CDK construct read
@@ -53,8 +53,5 @@ export const secretName = (prefix: string, ref: ConnectorRef): string => `${pref
 
 /** The connector a secret name stands for, or undefined when the name is not a connector's under `prefix`. */
 export function refFromSecretName(prefix: string, name: string): ConnectorRef | undefined {
-  if (!name.startsWith(`${prefix}/`)) return undefined;
-  const [family, connectorId, ...rest] = name.slice(prefix.length + 1).split('/');
-  if (rest.length > 0 || family === undefined || !isFamily(family) || connectorId === undefined) return undefined;
-  return CONNECTOR_ID.test(connectorId) ? { family, connectorId } : undefined;
+  return name.startsWith(`${prefix}/`) ? refOfKey(name.slice(prefix.length + 1)) : undefined;
 }

@@ -1,5 +1,5 @@
 import { errorFields } from '../core/errors.ts';
-import { CONNECTOR_ID, type ConnectorRef, isFamily, refKey, tokenKeyOf } from '../core/identifiers.ts';
+import { refKey, refOfKey, tokenKeyOf } from '../core/identifiers.ts';
 import { type CachedToken, serves, type TokenRequirement } from '../core/token-policy.ts';
 import { type Connector, parseConnector } from '../domain/connector.ts';
 import { type ConnectorHealth, healthOf } from '../domain/health.ts';
@@ -127,13 +127,6 @@ export async function rotateConnectors(deps: RotateDeps, options: RotationOption
   const { health: _, ...summary } = report;
   deps.log.info('scheduled rotation finished', { ...summary, durationMs: deps.clock.now() - started });
   return report;
-}
-
-/** The connector a state item's key names. */
-function refOfKey(connectorKey: string): ConnectorRef | undefined {
-  const [family, connectorId, ...rest] = connectorKey.split('/');
-  if (family === undefined || connectorId === undefined || rest.length > 0 || !isFamily(family)) return undefined;
-  return CONNECTOR_ID.test(connectorId) ? { family, connectorId } : undefined;
 }
 
 /** Moves a connector on the schedule; a table that refuses leaves it due, so the next run looks again. */
