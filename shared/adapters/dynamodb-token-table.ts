@@ -9,7 +9,15 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { VendorError } from '../core/errors.ts';
 import { connectorKeyOf } from '../core/identifiers.ts';
-import { DUE_INDEX, DUE_SHARD, stateItemKey, TABLE_KEY, TTL_ATTRIBUTE, tokenItemKey } from '../core/table.ts';
+import {
+  connectorKeyOfStateItem,
+  DUE_INDEX,
+  DUE_SHARD,
+  stateItemKey,
+  TABLE_KEY,
+  TTL_ATTRIBUTE,
+  tokenItemKey,
+} from '../core/table.ts';
 import type { CachedToken } from '../core/token-policy.ts';
 import { toVendProfile, type VendProfile } from '../domain/vend-profile.ts';
 import type { SealContext, TokenSealer } from '../ports/token-sealer.ts';
@@ -424,8 +432,8 @@ export class DynamoDBTokenStore implements TokenStore {
         ),
       );
       for (const item of page.Items ?? []) {
-        const key = str(item[TABLE_KEY]);
-        if (key?.startsWith('c#') === true) keys.push(key.slice(2));
+        const key = connectorKeyOfStateItem(str(item[TABLE_KEY]) ?? '');
+        if (key !== undefined) keys.push(key);
       }
       start = page.LastEvaluatedKey;
     } while (start !== undefined && keys.length < limit);

@@ -10,6 +10,9 @@ export const TTL_ATTRIBUTE = 'ttl';
 export const tokenItemKey = (tokenKey: string): string => `t#${tokenKey}`;
 /** One item per connector: lease, refresh-token chain, remembered auth method, failures. */
 export const stateItemKey = (connectorKey: string): string => `c#${connectorKey}`;
+/** The connector whose state item has this key, or undefined when it is not a state item's. */
+export const connectorKeyOfStateItem = (itemKey: string): string | undefined =>
+  itemKey.startsWith('c#') ? itemKey.slice(2) : undefined;
 
 /** The grant family a token or state item belongs to (`t#<family>/…`, `c#<family>/…`). */
 export const familyOfItem = (item: string): string => item.slice(2, item.indexOf('/'));
