@@ -1,10 +1,11 @@
-import { accessDenied, invalidRequest } from '../core/errors.ts';
-import { refKey, splitScope, tokenKeyOf } from '../core/identifiers.ts';
+import { accessDenied } from '../core/errors.ts';
+import { splitScope } from '../core/identifiers.ts';
 import type { CachedToken } from '../core/token-policy.ts';
 import { parseConnector } from '../domain/connector.ts';
 import type { ConnectorSource } from '../ports/connector-store.ts';
 import type { RefreshDemand } from '../ports/refresh-requests.ts';
 import type { TokenFetcher } from './refresh/token-fetcher.ts';
+import { resolveScope } from './vend-request.ts';
 
 export interface RefreshDemandedDeps {
   readonly source: ConnectorSource;
@@ -23,17 +24,10 @@ export async function refreshDemanded(
   const text = await deps.source.read(ref);
   if (text === undefined) throw accessDenied();
   const connector = parseConnector(ref, text);
-  const configured = new Set(splitScope(connector.document.scope ?? ''));
-  const requested = splitScope(demand.scopeKey);
-  if (!requested.every((scope) => configured.has(scope))) {
-    throw invalidRequest("The demanded scope is not a subset of the connector's scope.");
-  }
+  // The same token key and scope a vend of that scope set names (a subset of the connector's, or invalid_request).
+  const { tokenKey, scope } = resolveScope(connector, demand.scopeKey === '' ? undefined : splitScope(demand.scopeKey));
   return deps.fetcher.fetch(
-    {
-      connector,
-      tokenKey: tokenKeyOf(refKey(ref), demand.scopeKey),
-      scope: demand.scopeKey === '' ? connector.document.scope : demand.scopeKey,
-    },
+    { connector, tokenKey, scope },
     {
       requirement: { tokenRevision: connector.tokenRevision, minTtlSeconds: 0, beforeRefreshPoint: true },
       background: true,

@@ -133,9 +133,14 @@ export async function vendToken(deps: VendDeps, request: VendRequest): Promise<V
     metrics.milliseconds('TokenFetchLatency', clock.now() - fetchStarted);
   } catch (error) {
     metrics.count('TokenFetchFailures');
-    const sameKey = target.tokenKey === tokenKey;
+    // What this vend found for the key the fetch was for: the table's token when it was fetched with today's
+    // settings, else the one this container holds.
     const fallback =
-      sameKey && stored?.tokenRevision === connector.tokenRevision ? stored : sameKey ? held?.token : undefined;
+      target.tokenKey !== tokenKey
+        ? undefined
+        : stored?.tokenRevision === connector.tokenRevision
+          ? stored
+          : held?.token;
     const current = await stillCurrent(deps, target.tokenKey, fallback);
     return serveStillValid(deps, ref, connector.document, current, error);
   }
