@@ -17,6 +17,7 @@ import {
   type LocalMode,
   prepareLocalFixture,
   signedFetch,
+  startEach,
   startLocalMode,
 } from '../support/local-mode.ts';
 import { type OidcServer, startOidcServer } from '../support/oidc.ts';
@@ -259,10 +260,7 @@ describe('Local mode with connectors in Secrets Manager (TOKEN_VENDOR_SECRET_PRE
       ),
       startLocalMode({ ...env, TOKEN_VENDOR_LAMBDA: '1' }, cwd),
     ];
-    const settled = await Promise.allSettled(starting);
-    for (const result of settled) if (result.status === 'fulfilled') started.push(result.value);
-    for (const result of settled) if (result.status === 'rejected') throw result.reason;
-    [local, lambda] = started as [LocalMode, LocalMode];
+    [local, lambda] = (await startEach(starting, started)) as [LocalMode, LocalMode];
   }, 30_000);
   afterAll(async () => {
     await Promise.all(started.map((process) => process.stop()));
@@ -367,25 +365,26 @@ describe('Connector changes reach cached tokens (Secrets Manager, two processes 
     fixture = await prepareLocalFixture({}, { CALLER }, dynamo.endpoint);
     const { TOKEN_VENDOR_CONNECTORS_DIR: _folder, ...fixtureEnv } = fixture.env;
     const env = { ...fixtureEnv, TOKEN_VENDOR_SECRET_PREFIX: 'tv', AWS_ENDPOINT_URL_SECRETS_MANAGER: sm.endpoint };
-    const settled = await Promise.allSettled([
-      // The schedule, every second; it syncs connectors whose secrets changed in the last 3 s.
-      startLocalMode({
-        ...env,
-        TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '1',
-        TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: '3',
-      }),
-      // The vends, as in AWS: no schedule of their own, and a secret cache that never holds, so that any secret
-      // read on the hit path would show.
-      startLocalMode({
-        ...env,
-        TOKEN_VENDOR_LAMBDA: '1',
-        TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: '0',
-        TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: '1',
-      }),
-    ]);
-    for (const result of settled) if (result.status === 'fulfilled') started.push(result.value);
-    for (const result of settled) if (result.status === 'rejected') throw result.reason;
-    [scheduler, lambda] = started as [LocalMode, LocalMode];
+    const running = await startEach(
+      [
+        // The schedule, every second; it syncs connectors whose secrets changed in the last 3 s.
+        startLocalMode({
+          ...env,
+          TOKEN_VENDOR_ROTATE_INTERVAL_SECONDS: '1',
+          TOKEN_VENDOR_RECONCILE_WINDOW_SECONDS: '3',
+        }),
+        // The vends, as in AWS: no schedule of their own, and a secret cache that never holds, so that any secret
+        // read on the hit path would show.
+        startLocalMode({
+          ...env,
+          TOKEN_VENDOR_LAMBDA: '1',
+          TOKEN_VENDOR_SECRET_MAX_AGE_SECONDS: '0',
+          TOKEN_VENDOR_MEMORY_STALENESS_SECONDS: '1',
+        }),
+      ],
+      started,
+    );
+    [scheduler, lambda] = running as [LocalMode, LocalMode];
   }, 30_000);
   afterAll(async () => {
     await Promise.all(started.map((process) => process.stop()));

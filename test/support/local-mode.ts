@@ -106,6 +106,18 @@ export async function signedFetch(
   });
 }
 
+/**
+ * Local-mode processes started at once: each one that started joins `started` (which the test stops), even when
+ * another failed to start, whose error is then thrown. Resolves with them in the order given.
+ */
+export async function startEach(starts: readonly Promise<LocalMode>[], started: LocalMode[]): Promise<LocalMode[]> {
+  const settled = await Promise.allSettled(starts);
+  const running = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  started.push(...running);
+  for (const result of settled) if (result.status === 'rejected') throw result.reason;
+  return running;
+}
+
 export interface LocalFixture {
   readonly dir: string;
   readonly connectorsDir: string;
